@@ -1,0 +1,3 @@
+"""opea-new: scaffold OPEA GenAI pipelines from one spec."""
+
+__version__ = "0.1.0"
