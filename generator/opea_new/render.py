@@ -1,0 +1,179 @@
+"""Render a pipeline into a project: answers for each template, copier, git, atomic move.
+
+A project is rendered whole into a staging directory next to its destination,
+committed there, and only then moved into place, so an error or Ctrl-C never
+leaves a half-written project behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import catalog, gitutil
+from .spec.names import dns_name
+from .template_store import TemplateSource, ensure_templates
+
+if TYPE_CHECKING:
+    from .spec import Pipeline, Service
+
+ROOT_ANSWERS = ".copier-answers.yml"
+COMPOSE_ANSWERS = ".copier-answers.compose.yml"
+SERVICES_DIR = "services"
+
+
+class RenderError(RuntimeError):
+    """Rendering failed; nothing was written to the destination."""
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    path: Path
+    files: int
+    committed: bool
+
+
+# ---------------------------------------------------------------- answers
+
+
+def root_answers(pipeline: Pipeline) -> dict[str, Any]:
+    return pipeline.answers()
+
+
+def compose_answers(pipeline: Pipeline) -> dict[str, Any]:
+    answers = pipeline.answers()
+    return {key: answers[key] for key in ("name", "runtime", "megaservice", "services")}
+
+
+def microservice_answers(pipeline: Pipeline, service: Service) -> dict[str, Any]:
+    return {
+        "project_name": pipeline.name,
+        "service_name": service.name,
+        "service_type": service.type,
+        "stub": catalog.get(service.type).stub,
+        "port": service.port,
+        "endpoint": service.endpoint,
+    }
+
+
+def service_dir(service_name: str) -> str:
+    return f"{SERVICES_DIR}/{dns_name(service_name)}"
+
+
+def generated_services(pipeline: Pipeline) -> list[Service]:
+    """Services that get code (the others run a published image)."""
+    return [service for service in pipeline.services if not service.image]
+
+
+# ---------------------------------------------------------------- copier
+
+
+def copy_template(source: TemplateSource, destination: Path, answers: dict[str, Any],
+                  answers_file: str | None = None) -> None:
+    from copier import run_copy
+
+    run_copy(
+        source.url,
+        destination,
+        data=answers,
+        vcs_ref=source.ref,
+        answers_file=answers_file,
+        defaults=True,
+        overwrite=True,
+        quiet=True,
+    )
+
+
+def render_tree(pipeline: Pipeline, destination: Path, sources: dict[str, TemplateSource]) -> None:
+    """Render every part of a project into an empty directory."""
+    copy_template(sources["megaservice"], destination, root_answers(pipeline))
+    copy_template(sources["compose"], destination, compose_answers(pipeline), COMPOSE_ANSWERS)
+    for service in generated_services(pipeline):
+        copy_template(sources["microservice"], destination / service_dir(service.name),
+                      microservice_answers(pipeline, service))
+
+
+# ---------------------------------------------------------------- project
+
+
+def render_project(pipeline: Pipeline, output: Path, *, force: bool = False) -> RenderResult:
+    """Render `pipeline` as a git repository at `output`.
+
+    `output` must not exist or be empty unless `force`: then generated files
+    replace files of the same name and every other file is left alone.
+    """
+    output = output.absolute()
+    existing = output.exists() and any(output.iterdir())
+    if existing and not force:
+        raise RenderError(f"{output} is not empty; pass --force to write into it")
+    if output.exists() and not output.is_dir():
+        raise RenderError(f"{output} exists and is not a directory")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    sources = ensure_templates()
+
+    with _staging(output.parent) as staging:
+        render_tree(pipeline, staging, sources)
+        if existing:
+            with _signals_deferred():
+                committed = _merge_into(staging, output, pipeline)
+        else:
+            gitutil.init_and_commit(staging, f"Generate {pipeline.name} with opea-new")
+            with _signals_deferred():
+                if output.exists():
+                    output.rmdir()
+                os.rename(staging, output)
+            committed = True
+    return RenderResult(output, _count_files(output), committed)
+
+
+def _merge_into(staging: Path, output: Path, pipeline: Pipeline) -> bool:
+    """--force into a non-empty directory: replace generated paths, keep everything else."""
+    generated = [path.relative_to(staging) for path in sorted(staging.rglob("*")) if path.is_file()]
+    for relative in generated:
+        target = output / relative
+        if target.is_dir():
+            raise RenderError(f"{target} is a directory where opea-new generates a file; move it away first")
+    for relative in generated:
+        target = output / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(staging / relative, target)
+    message = f"Generate {pipeline.name} with opea-new"
+    if gitutil.is_repository(output):
+        return gitutil.commit_paths(output, [str(path) for path in generated], message)
+    gitutil.init_and_commit(output, message, paths=[str(path) for path in generated])
+    return True
+
+
+@contextmanager
+def _staging(parent: Path) -> Iterator[Path]:
+    staging = Path(tempfile.mkdtemp(prefix=".opea-new-", dir=parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM while files move into place, then deliver them."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in received:
+            signal.raise_signal(sig)
+
+
+def _count_files(root: Path) -> int:
+    return sum(1 for path in root.rglob("*") if path.is_file() and ".git" not in path.relative_to(root).parts)
