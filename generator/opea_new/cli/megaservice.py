@@ -1,0 +1,115 @@
+"""`opea-new megaservice`: render a complete pipeline repository."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from .errors import fail, fail_usage
+from .specs import load_spec_or_fail
+
+if TYPE_CHECKING:
+    from ..spec import Pipeline
+
+
+class Runtime(str, Enum):
+    comps = "comps"
+    lite = "lite"
+
+
+def command(
+    spec: Path = typer.Option(None, "--spec", "-s", help="Pipeline spec (YAML or JSON). Without it: ask, or --defaults.",
+                              dir_okay=False),
+    output: Path = typer.Option(None, "--output", "-o", help="Where to create the project [default: ./<name>]."),
+    defaults: bool = typer.Option(False, "--defaults", help="Take the default ChatQnA-shaped pipeline without asking."),
+    runtime: Runtime = typer.Option(None, "--runtime", help="Megaservice runtime: comps (opea-comps 1.5) or lite.",
+                                    case_sensitive=False),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty output directory (never deletes files)."),
+) -> None:
+    """Generate a megaservice project: microservices, megaservice, compose, tests, CI and docs."""
+    if spec and defaults:
+        fail_usage("--spec and --defaults are alternatives; pass one of them")
+    pipeline = _pipeline_from(spec, defaults)
+    if runtime:
+        pipeline = pipeline.with_runtime(runtime.value)
+    if not spec and not defaults:
+        from .prompts import confirm_pipeline
+
+        if not confirm_pipeline(pipeline):
+            fail_usage("Cancelled; nothing was written.")
+    destination = output or Path.cwd() / pipeline.name
+    _check_destination(destination, force)
+
+    from ..render import RenderError, render_project
+    from ..template_store import TemplateStoreError
+
+    try:
+        result = render_project(pipeline, destination, force=force)
+    except (RenderError, TemplateStoreError) as error:
+        fail(str(error))
+    _print_next_steps(pipeline, result.path, result.files, result.committed)
+
+
+def _pipeline_from(spec: Path | None, defaults: bool) -> Pipeline:
+    if spec:
+        return load_spec_or_fail(spec)
+    if defaults:
+        from ..spec import default_pipeline
+
+        return default_pipeline()
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        fail_usage(
+            "no terminal to ask the pipeline questions on",
+            hint="pass --spec FILE to read a pipeline spec, or --defaults for the default ChatQnA-shaped pipeline",
+        )
+    from .prompts import ask_pipeline
+
+    return ask_pipeline()
+
+
+def _check_destination(destination: Path, force: bool) -> None:
+    if destination.exists() and not destination.is_dir():
+        fail_usage(f"{destination} exists and is not a directory")
+    if destination.is_dir() and any(destination.iterdir()) and not force:
+        fail_usage(
+            f"{destination} is not empty; nothing was written",
+            hint="choose another --output, or pass --force to write generated files into it "
+            "(files opea-new does not generate are left alone)",
+        )
+
+
+def _print_next_steps(pipeline: Pipeline, path: Path, files: int, committed: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    try:
+        shown = path.relative_to(Path.cwd())
+    except ValueError:
+        shown = path
+    state = "committed" if committed else "nothing new to commit"
+    console.print(f"[green]✓[/] Generated [bold]{escape(pipeline.name)}[/] in {escape(str(shown))} "
+                  f"({files} files, runtime {pipeline.runtime}, git: {state})")
+    request = _example_request(pipeline)
+    console.print("\nNext:")
+    for line in (
+        f"cd {shown}",
+        "make install   # a .venv with everything the project needs",
+        "make test     # its own tests: every service and the whole pipeline",
+        "make run      # every service and the megaservice on 127.0.0.1 (Ctrl-C stops them)",
+        request,
+    ):
+        console.print(f"  {escape(line)}", soft_wrap=True)
+
+
+def _example_request(pipeline: Pipeline) -> str:
+    url = f"http://127.0.0.1:{pipeline.megaservice.port}{pipeline.megaservice.endpoint}"
+    if pipeline.megaservice.protocol == "chat":
+        body = '{"messages": "What is OPEA?", "stream": false}'
+    else:
+        body = '{"text": "hello"}'
+    return f"curl -s {url} -H 'Content-Type: application/json' -d '{body}'"

@@ -1,0 +1,47 @@
+"""Reading specs and projects for commands, with problems turned into usage errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import fail_usage
+
+if TYPE_CHECKING:
+    from ..spec import Pipeline
+
+
+def load_spec_or_fail(path: Path) -> Pipeline:
+    from ..spec import SpecError, load_pipeline
+
+    if not path.is_file():
+        fail_usage(f"{path}: no such spec file")
+    try:
+        return load_pipeline(path)
+    except SpecError as error:
+        _fail_with_problems(str(path), error)
+
+
+def load_project_or_fail(project: Path) -> Pipeline:
+    """The pipeline recorded in a generated project's root answers file."""
+    from ..render import ROOT_ANSWERS
+    from ..spec import SpecError, load_answers
+
+    answers = project / ROOT_ANSWERS
+    if not answers.is_file():
+        fail_usage(
+            f"{project} is not an opea-new project (no {ROOT_ANSWERS})",
+            hint="run this inside a generated project, or pass --project DIR",
+        )
+    try:
+        return load_answers(answers)
+    except SpecError as error:
+        _fail_with_problems(str(answers), error)
+
+
+def _fail_with_problems(where: str, error) -> None:
+    problems = error.problems
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    fail_usage(f"{where}: {count}; nothing was written",
+               details=[f"{problem.location}: {problem.message}" if problem.location else problem.message
+                        for problem in problems])
