@@ -1,0 +1,442 @@
+"""Render templates/compose with copier for several pipelines and check what comes out.
+
+Static checks only (no Docker engine): `docker compose config`, the compose-spec
+JSON Schema, and the contracts of docs/architecture.md and DESIGN §8 read from
+the rendered YAML. tests/test_compose.sh is run against a fake `compose`
+command and small local HTTP servers, so its control flow is proven too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "compose"
+OWNED_FILES = {".copier-answers.compose.yml", "compose.yaml", ".env.example", "tests/test_compose.sh"}
+PUBLISH = "${PUBLISH_ADDRESS:-127.0.0.1}"
+INTERPOLATED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+
+
+# ---------------------------------------------------------------- answer sets
+
+
+def service(name: str, type_: str, port: int, endpoint: str, image: str | None = None) -> dict[str, Any]:
+    return {"name": name, "type": type_, "port": port, "endpoint": endpoint, "image": image}
+
+
+def answers(name: str, services: list[dict[str, Any]], *, runtime: str = "comps", protocol: str = "chat",
+            port: int = 8888) -> dict[str, Any]:
+    return {
+        "name": name,
+        "runtime": runtime,
+        "megaservice": {"port": port, "endpoint": f"/v1/{name}", "protocol": protocol},
+        "services": services,
+    }
+
+
+CHAIN = answers("chatqna", [
+    service("embedding", "embedding", 6000, "/v1/embeddings"),
+    service("retriever", "retriever", 7000, "/v1/retrieval"),
+    service("rerank", "rerank", 8000, "/v1/reranking"),
+    service("llm", "llm", 9000, "/v1/chat/completions"),
+])
+FAN_IN = answers("fan-in", [
+    service("source_a", "undefined", 7101, "/v1/undefined"),
+    service("source_b", "ragas", 7102, "/v1/ragas"),
+    service("merge", "llm", 9000, "/v1/chat/completions"),
+], runtime="lite")
+IMAGE_SERVICE = answers("docsum", [
+    service("guard_in", "guardrail", 9090, "/v1/guardrails"),
+    service("embedding", "embedding", 6000, "/v1/embeddings", image="opea/embedding:1.5"),
+    service("llm-main", "LLM", 9001, "/v1/chat/completions"),
+], runtime="lite")
+UNDERSCORES = answers("my_app", [
+    service("echo_service", "undefined", 7001, "/v1/echo"),
+    service("data_processor", "dataprep", 6007, "/v1/dataprep/ingest"),
+], protocol="raw", port=18888)
+ONLY_IMAGES = answers("images", [
+    service("llm", "llm", 9000, "/v1/chat/completions", image="opea/llm-textgen:1.5"),
+], protocol="raw")
+
+ANSWER_SETS = {
+    "chain": CHAIN,
+    "fan_in": FAN_IN,
+    "image_service": IMAGE_SERVICE,
+    "underscores": UNDERSCORES,
+    "only_images": ONLY_IMAGES,
+}
+
+
+def dns(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def prefix(name: str) -> str:
+    return name.replace("-", "_").upper()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def render(data: dict[str, Any], destination: Path) -> Path:
+    from copier import run_copy
+
+    run_copy(str(TEMPLATE), destination, data=data, defaults=True, quiet=True)
+    return destination
+
+
+def tool(name: str) -> str:
+    """A CLI from the test extras: beside this interpreter, else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        pytest.skip(f"{name} not found beside {sys.executable} or on PATH: pip install -e '.[test]'")
+    return found
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None,
+        unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if key not in unset}
+    return subprocess.run(command, cwd=cwd, env={**environment, **(env or {})}, capture_output=True,
+                          text=True, timeout=60)
+
+
+def env_example_keys(project: Path) -> dict[str, str]:
+    keys = {}
+    for line in (project / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            keys[key] = value
+    return keys
+
+
+@pytest.fixture(params=sorted(ANSWER_SETS), scope="module")
+def rendered(request, tmp_path_factory) -> tuple[dict[str, Any], Path]:
+    data = ANSWER_SETS[request.param]
+    return data, render(data, tmp_path_factory.mktemp(request.param))
+
+
+def compose_file(project: Path) -> dict[str, Any]:
+    return yaml.safe_load((project / "compose.yaml").read_text())
+
+
+# ---------------------------------------------------------------- the files
+
+
+def test_renders_exactly_the_files_it_owns(rendered):
+    _, project = rendered
+    files = {str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()}
+    assert files == OWNED_FILES
+
+
+def test_answers_file_records_the_answers(rendered):
+    data, project = rendered
+    recorded = yaml.safe_load((project / ".copier-answers.compose.yml").read_text())
+    assert {key: recorded[key] for key in data} == data
+    assert recorded["_src_path"]
+
+
+def test_compose_config_passes(rendered):
+    _, project = rendered
+    result = run([tool("docker-compose"), "config", "-q"], project)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_spec_schema_passes(rendered):
+    _, project = rendered
+    schema_check = [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "compose.yaml"]
+    result = run(schema_check, project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- compose.yaml contracts
+
+
+def test_every_service_has_a_python_healthcheck_on_its_own_port(rendered):
+    data, project = rendered
+    services = compose_file(project)["services"]
+    ports = {dns(s["name"]): s["port"] for s in data["services"]}
+    ports["megaservice"] = data["megaservice"]["port"]
+    assert set(services) == set(ports)
+    for name, definition in services.items():
+        check = definition["healthcheck"]
+        assert check["test"][:3] == ["CMD", "python", "-c"], name
+        assert check["test"][-1] == f"http://127.0.0.1:{ports[name]}/v1/health_check", name
+        assert {"interval", "timeout", "retries", "start_period"} <= set(check), name
+        assert definition["restart"] == "unless-stopped", name
+
+
+def test_every_port_is_published_on_the_publish_address(rendered):
+    data, project = rendered
+    services = compose_file(project)["services"]
+    for spec in data["services"]:
+        port = spec["port"]
+        assert services[dns(spec["name"])]["ports"] == [f"{PUBLISH}:{port}:{port}"]
+    mega_port = data["megaservice"]["port"]
+    assert services["megaservice"]["ports"] == [f"{PUBLISH}:{mega_port}:{mega_port}"]
+
+
+def test_ports_bind_localhost_unless_publish_address_is_set(rendered):
+    _, project = rendered
+    config = [tool("docker-compose"), "config", "--format", "json"]
+    for environment, expected in (({}, "127.0.0.1"), ({"PUBLISH_ADDRESS": "0.0.0.0"}, "0.0.0.0")):
+        result = run(config, project, environment, unset=("PUBLISH_ADDRESS",))
+        assert result.returncode == 0, result.stderr
+        for name, definition in json.loads(result.stdout)["services"].items():
+            assert {port["host_ip"] for port in definition["ports"]} == {expected}, name
+
+
+def test_images_and_builds(rendered):
+    data, project = rendered
+    services = compose_file(project)["services"]
+    for spec in data["services"]:
+        definition = services[dns(spec["name"])]
+        if spec["image"]:
+            assert definition["image"] == spec["image"]
+            assert "build" not in definition
+        else:
+            assert definition["image"] == f"${{REGISTRY:-opea}}/{dns(spec['name'])}:${{TAG:-latest}}"
+            assert definition["build"]["context"] == f"./services/{dns(spec['name'])}"
+            assert "dockerfile" not in definition["build"]
+    mega = services["megaservice"]
+    assert mega["image"] == f"${{REGISTRY:-opea}}/{dns(data['name'])}-megaservice:${{TAG:-latest}}"
+    assert mega["build"]["context"] == "."
+    assert mega["build"]["dockerfile"] == "megaservice/Dockerfile"
+
+
+def test_megaservice_finds_every_service_by_dns_name_and_waits_for_it(rendered):
+    data, project = rendered
+    mega = compose_file(project)["services"]["megaservice"]
+    environment = mega["environment"]
+    assert environment["MEGA_SERVICE_HOST"] == "0.0.0.0"
+    assert environment["MEGA_SERVICE_PORT"] == str(data["megaservice"]["port"])
+    for spec in data["services"]:
+        assert environment[f"{prefix(spec['name'])}_SERVICE_HOST_IP"] == dns(spec["name"])
+        assert environment[f"{prefix(spec['name'])}_SERVICE_PORT"] == str(spec["port"])
+    assert mega["depends_on"] == {dns(s["name"]): {"condition": "service_healthy"} for s in data["services"]}
+
+
+def test_microservices_listen_on_all_interfaces_of_their_container(rendered):
+    data, project = rendered
+    services = compose_file(project)["services"]
+    for spec in data["services"]:
+        environment = services[dns(spec["name"])]["environment"]
+        assert environment["HOST"] == "0.0.0.0"
+        assert environment["PORT"] == str(spec["port"])
+        assert environment["HF_TOKEN"] == "${HF_TOKEN:-}"
+
+
+def test_real_backend_variables_per_service(rendered):
+    data, project = rendered
+    services = compose_file(project)["services"]
+    backend_keys = {"LLM_ENDPOINT", "LLM_MODEL_ID", "LLM_API_KEY", "TEI_EMBEDDING_ENDPOINT"}
+    for spec in data["services"]:
+        environment = services[dns(spec["name"])]["environment"]
+        p = prefix(spec["name"])
+        expected = {}
+        if spec["type"].lower() == "llm":
+            expected = {"LLM_ENDPOINT": f"${{{p}_ENDPOINT:-}}", "LLM_MODEL_ID": f"${{{p}_MODEL_ID:-}}",
+                        "LLM_API_KEY": f"${{{p}_API_KEY:-}}"}
+        elif spec["type"].lower() == "embedding":
+            expected = {"TEI_EMBEDDING_ENDPOINT": f"${{{p}_ENDPOINT:-}}"}
+        assert {k: v for k, v in environment.items() if k in backend_keys} == expected, spec["name"]
+
+
+def test_every_service_carries_proxies_and_no_proxy_lists_every_service(rendered):
+    data, project = rendered
+    services = compose_file(project)["services"]
+    names = {"megaservice", "localhost", "127.0.0.1"} | {dns(s["name"]) for s in data["services"]}
+    for name, definition in services.items():
+        environment = definition["environment"]
+        assert environment["http_proxy"] == "${http_proxy:-}", name
+        assert environment["https_proxy"] == "${https_proxy:-}", name
+        first, *listed = environment["no_proxy"].split(",")
+        assert first == "${no_proxy:-}", name
+        assert set(listed) == names, name
+
+
+def test_env_example_covers_every_interpolated_variable(rendered):
+    _, project = rendered
+    interpolated = set(INTERPOLATED.findall((project / "compose.yaml").read_text()))
+    keys = env_example_keys(project)
+    assert set(keys) == interpolated
+    assert keys["PUBLISH_ADDRESS"] == "127.0.0.1"
+    secrets = {key for key in keys if key == "HF_TOKEN" or key.endswith("_API_KEY")}
+    assert secrets and all(keys[key] == "" for key in secrets)
+
+
+def test_env_example_is_commented(rendered):
+    _, project = rendered
+    lines = (project / ".env.example").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line and not line.startswith("#"):
+            # each setting is in a block that starts with a comment
+            block_start = number
+            while block_start > 0 and lines[block_start - 1] and not lines[block_start - 1].startswith("#"):
+                block_start -= 1
+            assert block_start > 0 and lines[block_start - 1].startswith("#"), line
+
+
+def test_env_example_values_are_accepted_by_compose(rendered):
+    _, project = rendered
+    shutil.copy(project / ".env.example", project / ".env")
+    try:
+        result = run([tool("docker-compose"), "config", "-q"], project)
+        assert result.returncode == 0, result.stderr
+    finally:
+        (project / ".env").unlink()
+
+
+# ---------------------------------------------------------------- answers are data
+
+
+def test_answers_are_data_not_yaml_or_interpolation(tmp_path):
+    image = "registry.example.com:5000/team/llm:1.0 # $NOT_A_VARIABLE"
+    data = answers("data", [service("llm", "llm", 9000, "/v1/chat/completions", image=image)])
+    project = render(data, tmp_path / "project")
+    assert compose_file(project)["services"]["llm"]["image"] == image.replace("$", "$$")
+    result = run([tool("docker-compose"), "config", "--format", "json"], project, unset=("NOT_A_VARIABLE",))
+    assert result.returncode == 0, result.stderr
+    assert "NOT_A_VARIABLE" not in result.stderr  # not interpolated ("variable is not set")
+    # `config` prints the model re-escaped, so the literal `$` is still written `$$`
+    assert json.loads(result.stdout)["services"]["llm"]["image"] == image.replace("$", "$$")
+
+
+def test_bad_answers_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="runtime"):
+        render({**CHAIN, "runtime": "docker"}, tmp_path / "runtime")
+    with pytest.raises(ValueError, match="name"):
+        render({**CHAIN, "name": "Chat QnA"}, tmp_path / "name")
+
+
+# ---------------------------------------------------------------- tests/test_compose.sh
+
+
+def test_compose_script_is_executable_bash(rendered):
+    _, project = rendered
+    script = project / "tests" / "test_compose.sh"
+    assert script.stat().st_mode & stat.S_IXUSR
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in text
+    assert run(["bash", "-n", str(script)], project).returncode == 0
+
+
+def test_compose_script_calls_every_generated_service_and_the_megaservice(rendered):
+    data, project = rendered
+    text = (project / "tests" / "test_compose.sh").read_text()
+    urls = re.findall(r"https?://[^\s'\"]+", text)
+    assert urls and all(url.startswith("http://127.0.0.1:") for url in urls)
+    for spec in data["services"]:
+        url = f"http://127.0.0.1:{spec['port']}{spec['endpoint']}"
+        assert (url in urls) == (spec["image"] is None), spec["name"]
+    mega = data["megaservice"]
+    assert f"http://127.0.0.1:{mega['port']}{mega['endpoint']}" in urls
+
+
+# The script against a fake compose command and one local HTTP server per port.
+
+EXPECTED_BODIES = {
+    "embedding": {"text": "What is OPEA?", "embedding": [0.1]},
+    "retriever": {"retrieved_docs": [{"text": "OPEA is an open platform."}]},
+    "rerank": {"query": "What is OPEA?", "documents": ["OPEA is an open platform."]},
+    "llm": {"text": "OPEA is an open platform.", "prompt": "What is OPEA?"},
+    "guardrail": {"text": "hello", "blocked": False},
+    "chat": {"choices": [{"message": {"role": "assistant", "content": "OPEA"}}]},
+    "raw": {"text": "hello"},
+}
+
+FAKE_COMPOSE = """#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+if [ "$1" = logs ]; then echo "LOGS OF ${@: -1}"; fi
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answering_server(body: dict[str, Any]) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            json.loads(self.rfile.read(int(self.headers["Content-Length"])))  # the script sent JSON
+            payload = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def run_compose_script(tmp_path: Path, broken: str | None = None) -> tuple[subprocess.CompletedProcess, str]:
+    """Render a pipeline on free ports, serve each endpoint locally, run the script."""
+    if not shutil.which("curl"):
+        pytest.skip("curl is not installed")
+    kinds = ["embedding", "retriever", "rerank", "llm", "guardrail"]
+    servers = {kind: answering_server({} if kind == broken else EXPECTED_BODIES[kind]) for kind in kinds}
+    servers["passthrough"] = answering_server({"text": "hello", "trace": ["echo_service"]})
+    mega = answering_server(EXPECTED_BODIES["chat"])
+    services = [service(kind, kind, servers[kind].server_address[1], f"/v1/{kind}") for kind in kinds]
+    echo_port = servers["passthrough"].server_address[1]
+    services.append(service("echo_service", "undefined", echo_port, "/v1/echo"))
+    services.append(service("published", "llm", free_port(), "/v1/none", image="opea/llm-textgen:1.5"))
+    data = answers("scripted", services, port=mega.server_address[1])
+    project = render(data, tmp_path / "project")
+    fake = tmp_path / "fake-compose"
+    fake.write_text(FAKE_COMPOSE)
+    fake.chmod(0o755)
+    calls = tmp_path / "calls"
+    try:
+        environment = {**os.environ, "COMPOSE": str(fake), "CALLS": str(calls)}
+        result = subprocess.run(["bash", "tests/test_compose.sh"], cwd=project, env=environment,
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        for server in [*servers.values(), mega]:
+            server.shutdown()
+            server.server_close()
+    return result, calls.read_text()
+
+
+def test_compose_script_passes_when_every_service_answers(tmp_path):
+    result, calls = run_compose_script(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls.splitlines() == [
+        "config -q",
+        "build",
+        "up -d --wait --wait-timeout 300",
+        "ps",
+        "down -v --remove-orphans --timeout 10",
+    ]
+    assert result.stdout.count("OK:") == 7  # six generated services and the megaservice
+
+
+def test_compose_script_fails_dumps_logs_and_still_stops_on_a_wrong_answer(tmp_path):
+    result, calls = run_compose_script(tmp_path, broken="rerank")
+    assert result.returncode != 0
+    assert 'does not contain "documents"' in result.stdout
+    assert "LOGS OF rerank" in result.stdout
+    assert calls.splitlines()[-1] == "down -v --remove-orphans --timeout 10"
