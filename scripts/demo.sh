@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install opea-new, generate the default pipeline (ChatQnA-shaped: embedding →
+# retriever → rerank → llm on the comps runtime), install and start it on
+# 127.0.0.1, and send one chat request through the megaservice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+WORK=${WORK:-$(mktemp -d /tmp/opea-new-demo.XXXXXX)}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check .
+"$VENV/bin/opea-new" megaservice --defaults --output "$WORK/chatqna"
+cd "$WORK/chatqna"
+make install
+# The same supervisor `make run` starts, run directly so the trap can stop it by its PID.
+.venv/bin/python scripts/run_local.py & run_pid=$!
+trap 'kill -TERM "$run_pid" 2>/dev/null; wait "$run_pid" 2>/dev/null || true' EXIT
+url=http://127.0.0.1:8888/v1/chatqna
+for _ in $(seq 1 120); do
+  curl -fsS -o /dev/null http://127.0.0.1:8888/v1/health_check 2>/dev/null && break
+  kill -0 "$run_pid" 2>/dev/null || { echo "make run exited early" >&2; exit 1; }
+  sleep 0.5
+done
+echo
+echo "POST $url"
+curl -fsS "$url" -H 'Content-Type: application/json' \
+  -d '{"messages": "What is OPEA?", "stream": false}' | .venv/bin/python -m json.tool
+echo
+echo "The project is in $WORK/chatqna"
