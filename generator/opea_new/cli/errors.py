@@ -44,11 +44,11 @@ def print_error(error: CliError) -> None:
     from rich.markup import escape
 
     console = Console(stderr=True, highlight=False)
-    console.print(f"[bold red]error:[/] {escape(str(error))}")
+    console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
     for line in error.details:
-        console.print(f"  {escape(line)}")
+        console.print(f"  {escape(line)}", soft_wrap=True)
     if error.hint:
-        console.print(f"[dim]hint:[/] {escape(error.hint)}")
+        console.print(f"[dim]hint:[/] {escape(error.hint)}", soft_wrap=True)
 
 
 def run_guarded(app: typer.Typer) -> int:

@@ -9,7 +9,7 @@ import typer
 
 from .changes import run_change
 from .errors import fail_usage
-from .specs import load_project_or_fail
+from .specs import load_project_or_fail, problem_lines
 
 
 def add_service(
@@ -50,7 +50,7 @@ def add_service(
                                      after=after, before=before)
     except SpecError as error:
         fail_usage(f"cannot add {name!r}; nothing was changed",
-                   details=[f"{p.location}: {p.message}" if p.location else p.message for p in error.problems])
+                   details=problem_lines(error))
 
     from ..updater import change_pipeline
 
@@ -72,7 +72,7 @@ def remove_service(
         shrunk = pipeline.remove_service(name)
     except SpecError as error:
         fail_usage(f"cannot remove {name!r}; nothing was changed",
-                   details=[f"{p.location}: {p.message}" if p.location else p.message for p in error.problems])
+                   details=problem_lines(error))
 
     from ..updater import change_pipeline
 

@@ -39,9 +39,17 @@ def load_project_or_fail(project: Path) -> Pipeline:
         _fail_with_problems(str(answers), error)
 
 
+def problem_lines(error, where: str | None = None) -> list[str]:
+    """One line per problem, compiler style: `FILE:LINE: LOCATION: MESSAGE`."""
+    lines = []
+    for problem in error.problems:
+        prefix = f"{where}:{problem.line}: " if where and problem.line else ""
+        lines.append(f"{prefix}{problem.location}: {problem.message}" if problem.location
+                     else f"{prefix}{problem.message}")
+    return lines
+
+
 def _fail_with_problems(where: str, error) -> None:
-    problems = error.problems
-    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-    fail_usage(f"{where}: {count}; nothing was written",
-               details=[f"{problem.location}: {problem.message}" if problem.location else problem.message
-                        for problem in problems])
+    count = len(error.problems)
+    fail_usage(f"{where}: {count} problem{'s' if count != 1 else ''}; nothing was written",
+               details=problem_lines(error, where))

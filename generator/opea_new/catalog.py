@@ -1,0 +1,99 @@
+"""The catalog of service types: the 20 members of comps.ServiceType and what opea-new gives each.
+
+This is the only place that knows per-type defaults. Templates receive
+resolved values (port, endpoint, stub family), never look them up.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+STUB_FAMILIES = ("embedding", "retriever", "rerank", "llm", "guardrail", "passthrough")
+
+_ANY = "any JSON object"
+_TRACED = "the same object + its name appended to `trace`"
+
+
+@dataclass(frozen=True)
+class ServiceTypeInfo:
+    name: str  # lower-case, as written in specs
+    enum_name: str  # the comps.ServiceType member
+    default_port: int
+    default_endpoint: str
+    stub: str  # which working fake model the generated service carries
+    request_schema: str  # the GenAIComps classes the generated service mirrors
+    response_schema: str
+    summary: str
+
+
+def _passthrough(name: str, port: int, endpoint: str, summary: str) -> ServiceTypeInfo:
+    return ServiceTypeInfo(name, name.upper(), port, endpoint, "passthrough", _ANY, _TRACED, summary)
+
+
+TYPES: tuple[ServiceTypeInfo, ...] = (
+    _passthrough("gateway", 8090, "/v1/gateway", "an entry service in front of other services"),
+    ServiceTypeInfo("embedding", "EMBEDDING", 6000, "/v1/embeddings", "embedding",
+                    "TextDoc | EmbeddingRequest", "EmbedDoc | EmbeddingResponse",
+                    "text → vector (stub: hashed bag of words; real: a TEI server)"),
+    ServiceTypeInfo("retriever", "RETRIEVER", 7000, "/v1/retrieval", "retriever",
+                    "EmbedDoc", "SearchedDoc",
+                    "vector → the closest documents (stub: an in-memory corpus)"),
+    ServiceTypeInfo("rerank", "RERANK", 8000, "/v1/reranking", "rerank",
+                    "SearchedDoc", "LLMParamsDoc",
+                    "documents → the best ones for the query (stub: lexical overlap)"),
+    ServiceTypeInfo("llm", "LLM", 9000, "/v1/chat/completions", "llm",
+                    "LLMParamsDoc | ChatCompletionRequest", "GeneratedDoc | ChatCompletion | SSE stream",
+                    "query + documents → answer (stub: extractive, streamed; real: any OpenAI-compatible server)"),
+    _passthrough("asr", 9099, "/v1/audio/transcriptions", "speech → text"),
+    _passthrough("tts", 9088, "/v1/audio/speech", "text → speech"),
+    ServiceTypeInfo("guardrail", "GUARDRAIL", 9090, "/v1/guardrails", "guardrail",
+                    "TextDoc", "TextDoc + blocked",
+                    "blocks unsafe input or output (stub: a blocklist)"),
+    _passthrough("vectorstore", 6010, "/v1/vectorstore", "stores and searches vectors"),
+    _passthrough("dataprep", 6007, "/v1/dataprep/ingest", "ingests documents into a store"),
+    _passthrough("undefined", 9100, "/v1/process", "any custom step"),
+    _passthrough("ragas", 9200, "/v1/ragas", "evaluates answers (RAGAS scores)"),
+    _passthrough("lvm", 9399, "/v1/lvm", "a large vision-language model"),
+    _passthrough("knowledge_graph", 8060, "/v1/graphs", "queries a knowledge graph"),
+    _passthrough("web_retriever", 7077, "/v1/web_retrieval", "retrieves documents from the web"),
+    _passthrough("image2video", 9369, "/v1/image2video", "image → video"),
+    _passthrough("text2image", 9379, "/v1/text2image", "text → image"),
+    _passthrough("animation", 9066, "/v1/animation", "animates an avatar"),
+    _passthrough("image2image", 9389, "/v1/image2image", "image → image"),
+    _passthrough("text2sql", 9097, "/v1/text2sql", "natural language → SQL"),
+)
+
+_BY_NAME = {info.name: info for info in TYPES}
+
+
+def names() -> list[str]:
+    return [info.name for info in TYPES]
+
+
+def find(name: str) -> ServiceTypeInfo | None:
+    """The type called `name`, case-insensitively; None when there is none."""
+    return _BY_NAME.get(name.strip().lower()) if isinstance(name, str) else None
+
+
+def get(name: str) -> ServiceTypeInfo:
+    info = find(name)
+    if info is None:
+        raise KeyError(unknown_type_message(name))
+    return info
+
+
+def unknown_type_message(name: str) -> str:
+    close = difflib.get_close_matches(str(name).lower(), names(), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f"; known types: {', '.join(names())}"
+    return f"unknown service type {name!r}{hint}"
+
+
+def next_free_port(start: int, used: set[int]) -> int:
+    """`start`, or the first port above it that is not in `used`."""
+    port = start
+    while port in used:
+        port += 1
+    if port > 65535:
+        raise ValueError(f"no free port at or above {start}")
+    return port

@@ -1,0 +1,196 @@
+"""The resolved pipeline: every default filled in, the form every template receives.
+
+`Pipeline.answers()` is the normalised spec stored as the project's root
+answers file; `Pipeline.from_answers()` reads it back, so a generated project
+always knows the pipeline it was made from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .. import catalog
+from .graph import Edge, Graph, GraphError
+from .model import PipelineSpec
+from .problems import Problem, SpecError
+from .validate import DEFAULT_MEGASERVICE_PORT
+
+CHAT_TERMINAL_TYPES = ("llm", "lvm")
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    type: str
+    port: int
+    endpoint: str
+    image: str | None = None
+
+    @property
+    def generated(self) -> bool:
+        return self.image is None
+
+
+@dataclass(frozen=True)
+class Megaservice:
+    port: int
+    endpoint: str
+    protocol: str  # chat | raw
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    description: str
+    runtime: str
+    megaservice: Megaservice
+    services: tuple[Service, ...]
+    graph: Graph
+
+    # ------------------------------------------------------------ building
+
+    @classmethod
+    def from_spec(cls, spec: PipelineSpec) -> Pipeline:
+        explicit = {service.port for service in spec.services if service.port is not None}
+        mega = spec.megaservice
+        if mega and mega.port is not None:
+            explicit.add(mega.port)
+        mega_port = mega.port if mega and mega.port is not None else catalog.next_free_port(
+            DEFAULT_MEGASERVICE_PORT, explicit)
+        used = explicit | {mega_port}
+        services = []
+        for item in spec.services:
+            info = catalog.get(item.type)
+            port = item.port if item.port is not None else catalog.next_free_port(info.default_port, used)
+            used.add(port)
+            services.append(Service(item.name, info.name, port, item.endpoint or info.default_endpoint, item.image))
+        names = [service.name for service in services]
+        if spec.flow is None:
+            graph = Graph.chain(names)
+        else:
+            graph = Graph(tuple(names), tuple(
+                Edge(entry.service, target.service, str(_parse_condition(target.condition)))
+                for entry in spec.flow for target in entry.next))
+        protocol = mega.protocol if mega and mega.protocol else _default_protocol(services, graph)
+        return cls(
+            name=spec.name,
+            description=spec.description or "",
+            runtime=spec.runtime or "comps",
+            megaservice=Megaservice(mega_port, (mega.endpoint if mega else None) or f"/v1/{spec.name}", protocol),
+            services=tuple(services),
+            graph=graph,
+        )
+
+    @classmethod
+    def from_answers(cls, answers: dict[str, Any]) -> Pipeline:
+        """Read back `answers()` (an answers file holds other keys too: they are ignored)."""
+        from .validate import validate
+        from .load import Document
+
+        spec = {key: answers[key] for key in ("name", "description", "runtime", "megaservice", "services", "flow")
+                if key in answers}
+        if not spec.get("description"):
+            spec.pop("description", None)
+        spec["services"] = [{k: v for k, v in service.items() if v is not None}
+                            for service in spec.get("services") or [] if isinstance(service, dict)]
+        return cls.from_spec(validate(Document(spec, "answers")))
+
+    def answers(self) -> dict[str, Any]:
+        flow = []
+        for source in self.graph.nodes:
+            targets = [{"service": edge.target, "condition": edge.condition}
+                       for edge in self.graph.edges if edge.source == source]
+            if targets:
+                flow.append({"service": source, "next": targets})
+        return {
+            "name": self.name,
+            "description": self.description,
+            "runtime": self.runtime,
+            "megaservice": {"port": self.megaservice.port, "endpoint": self.megaservice.endpoint,
+                            "protocol": self.megaservice.protocol},
+            "services": [{"name": s.name, "type": s.type, "port": s.port, "endpoint": s.endpoint, "image": s.image}
+                         for s in self.services],
+            "flow": flow,
+        }
+
+    # ------------------------------------------------------------ questions
+
+    def service(self, name: str) -> Service:
+        return next(service for service in self.services if service.name == name)
+
+    @property
+    def generated_services(self) -> list[Service]:
+        return [service for service in self.services if service.generated]
+
+    @property
+    def has_conditions(self) -> bool:
+        return any(edge.condition != "success" for edge in self.graph.edges)
+
+    def mermaid(self) -> str:
+        from .diagram import render_mermaid
+
+        answers = self.answers()
+        return render_mermaid(answers["services"], answers["flow"])
+
+    # ------------------------------------------------------------ changes
+
+    def with_runtime(self, runtime: str) -> Pipeline:
+        return replace(self, runtime=runtime)
+
+    def add_service(self, *, name: str, type: str, port: int | None = None, endpoint: str | None = None,
+                    image: str | None = None, after: list[str] = (), before: list[str] = ()) -> Pipeline:
+        """This pipeline with one more service, wired after/before the named ones."""
+        try:
+            graph = self.graph.insert(name, list(after), list(before)) if name not in self.graph.nodes else None
+        except GraphError as error:
+            raise SpecError([Problem("flow", str(error))]) from None
+        spec = self.answers()
+        new = {"name": name, "type": type, "port": port, "endpoint": endpoint, "image": image}
+        spec["services"].append({key: value for key, value in new.items() if value is not None})
+        if graph is not None:
+            spec["flow"] = _flow_of(graph)
+        return _revalidated(spec)
+
+    def remove_service(self, name: str) -> Pipeline:
+        if name not in self.graph.nodes:
+            known = ", ".join(self.graph.nodes)
+            raise SpecError([Problem("", f"there is no service {name!r} in this project (services: {known})")])
+        if len(self.services) == 1:
+            raise SpecError([Problem("", f"{name!r} is the only service; a pipeline needs at least one")])
+        try:
+            graph = self.graph.remove(name)
+        except GraphError as error:
+            raise SpecError([Problem("flow", str(error))]) from None
+        spec = self.answers()
+        spec["services"] = [service for service in spec["services"] if service["name"] != name]
+        spec["flow"] = _flow_of(graph)
+        return _revalidated(spec)
+
+
+def _flow_of(graph: Graph) -> list[dict[str, Any]]:
+    return [{"service": source, "next": [{"service": e.target, "condition": e.condition}
+                                         for e in graph.edges if e.source == source]}
+            for source in graph.nodes if graph.successors(source)]
+
+
+def _revalidated(spec: dict[str, Any]) -> Pipeline:
+    from .load import Document
+    from .validate import validate
+
+    spec = dict(spec)
+    spec["services"] = [{k: v for k, v in service.items() if v is not None} for service in spec["services"]]
+    if not spec.get("description"):
+        spec.pop("description", None)
+    return Pipeline.from_spec(validate(Document(spec, "pipeline")))
+
+
+def _parse_condition(text: str):
+    from .. import conditions
+
+    return conditions.parse(text)
+
+
+def _default_protocol(services: list[Service], graph: Graph) -> str:
+    types = {service.name: service.type for service in services}
+    return "chat" if any(types[node] in CHAT_TERMINAL_TYPES for node in graph.terminal_nodes) else "raw"
