@@ -227,11 +227,11 @@ def test_images_and_builds(rendered):
             assert definition["image"] == spec["image"]
             assert "build" not in definition
         else:
-            assert definition["image"] == f"${{REGISTRY:-opea}}/{dns(spec['name'])}:${{TAG:-latest}}"
+            assert definition["image"] == f"${{REGISTRY:-opea}}/{dns(data['name'])}-{dns(spec['name'])}:${{TAG:-latest}}"
             assert definition["build"]["context"] == f"./services/{dns(spec['name'])}"
             assert "dockerfile" not in definition["build"]
     mega = services["megaservice"]
-    assert mega["image"] == f"${{REGISTRY:-opea}}/{dns(data['name'])}-megaservice:${{TAG:-latest}}"
+    assert mega["image"] == f"${{REGISTRY:-opea}}/{dns(data['name'])}:${{TAG:-latest}}"
     assert mega["build"]["context"] == "."
     assert mega["build"]["dockerfile"] == "megaservice/Dockerfile"
 
