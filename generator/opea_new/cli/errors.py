@@ -52,23 +52,25 @@ def print_error(error: CliError) -> None:
 
 
 def run_guarded(app: typer.Typer) -> int:
-    """Run the typer app; turn our errors and Ctrl-C into messages and exit codes."""
-    import click
-
+    """Run the typer app; turn our errors, click's usage errors and Ctrl-C into messages and exit codes."""
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
     except CliError as error:
         print_error(error)
         return error.exit_code
-    except click.exceptions.Exit as done:
-        return done.exit_code
-    except click.exceptions.Abort:
-        print("\nInterrupted; nothing was changed.", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except click.ClickException as error:
-        error.show()
-        return EXIT_USAGE
     except KeyboardInterrupt:
-        print("\nInterrupted; nothing was changed.", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_OK
+        return _interrupted()
+    except Exception as error:
+        # click (vendored by recent typer) signals usage errors and aborts with its own exception types.
+        if type(error).__name__ == "Abort":
+            return _interrupted()
+        if hasattr(error, "show") and hasattr(error, "exit_code"):
+            error.show()
+            return error.exit_code
+        raise
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def _interrupted() -> int:
+    print("\nInterrupted; nothing was changed.", file=sys.stderr)
+    return EXIT_INTERRUPTED

@@ -15,7 +15,7 @@ def validate(
     spec: Path = typer.Option(..., "--spec", "-s", help="Pipeline spec to check (YAML or JSON).", dir_okay=False),
 ) -> None:
     """Check a spec and report every problem at once (exit 2 if any)."""
-    pipeline = load_spec_or_fail(spec)
+    pipeline = load_spec_or_fail(spec, writing=False)
     generated = sum(1 for service in pipeline.services if not service.image)
     print(f"{spec}: valid — {len(pipeline.services)} services ({generated} generated), "
           f"{len(pipeline.graph.edges)} edges, runtime {pipeline.runtime}, "
@@ -31,10 +31,10 @@ def graph(
     if spec and project:
         fail_usage("pass --spec or --project, not both")
     if spec:
-        pipeline = load_spec_or_fail(spec)
+        pipeline = load_spec_or_fail(spec, writing=False)
     else:
         pipeline = load_project_or_fail(project or Path.cwd())
-    print(pipeline.graph.mermaid())
+    print(pipeline.mermaid())
 
 
 def schema() -> None:

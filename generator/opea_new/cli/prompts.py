@@ -55,7 +55,7 @@ def confirm_pipeline(pipeline: Pipeline) -> bool:
     console.print()
     console.print(table)
     console.print("\n[bold]Flow[/] (Mermaid):")
-    console.print(escape(pipeline.graph.mermaid()))
+    console.print(escape(pipeline.mermaid()))
     return Confirm.ask(f"\nGenerate [bold]{escape(pipeline.name)}[/]?", default=True)
 
 
@@ -75,7 +75,7 @@ def ask_type(question: str, default: str | None = None) -> str:
 
 
 def ask_position(pipeline: Pipeline, name: str) -> tuple[list[str], list[str]]:
-    console.print(escape(pipeline.graph.mermaid()))
+    console.print(escape(pipeline.mermaid()))
     known = [service.name for service in pipeline.services]
     after = _ask_names(f"Insert {name} after (comma-separated, empty for none)", known)
     before = _ask_names(f"… and before (comma-separated, empty for none)", known)

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from ..spec import Pipeline
 
 
-def load_spec_or_fail(path: Path) -> Pipeline:
+def load_spec_or_fail(path: Path, *, writing: bool = True) -> Pipeline:
     from ..spec import SpecError, load_pipeline
 
     if not path.is_file():
@@ -19,7 +19,7 @@ def load_spec_or_fail(path: Path) -> Pipeline:
     try:
         return load_pipeline(path)
     except SpecError as error:
-        _fail_with_problems(str(path), error)
+        _fail_with_problems(str(path), error, writing)
 
 
 def load_project_or_fail(project: Path) -> Pipeline:
@@ -49,7 +49,8 @@ def problem_lines(error, where: str | None = None) -> list[str]:
     return lines
 
 
-def _fail_with_problems(where: str, error) -> None:
+def _fail_with_problems(where: str, error, writing: bool = True) -> None:
     count = len(error.problems)
-    fail_usage(f"{where}: {count} problem{'s' if count != 1 else ''}; nothing was written",
+    consequence = "; nothing was written" if writing else ""
+    fail_usage(f"{where}: {count} problem{'s' if count != 1 else ''}{consequence}",
                details=problem_lines(error, where))

@@ -177,10 +177,11 @@ def _flow_problems(flow: Any, known: set[str], order: list[str]) -> list[tuple[t
                 edges.append(Edge(source, target, condition if isinstance(condition, str) else "success"))
     graph = Graph(tuple(order), tuple(edges))
     cycle = graph.find_cycle()
-    if cycle:
+    if order and not graph.entry_nodes:
+        problems.append((("flow",), "the flow has no entry node: every service has an upstream service "
+                                    f"(the flow has a cycle: {' → '.join(cycle or [])})"))
+    elif cycle:
         problems.append((("flow",), f"the flow has a cycle: {' → '.join(cycle)}"))
-    elif order and not graph.entry_nodes:
-        problems.append((("flow",), "the flow has no entry node (every service has an upstream service)"))
     return problems
 
 
