@@ -154,6 +154,7 @@ def _merge_into(staging: Path, output: Path, pipeline: Pipeline) -> bool:
 @contextmanager
 def _staging(parent: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=".opea-new-", dir=parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a project is an ordinary directory
     try:
         yield staging
     finally:
@@ -173,6 +174,12 @@ def _signals_deferred() -> Iterator[None]:
             signal.signal(sig, handler)
         for sig in received:
             signal.raise_signal(sig)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _count_files(root: Path) -> int:

@@ -44,7 +44,7 @@ def _print_report(report: ChangeReport, project: Path, dry_run: bool, nothing: s
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     for step in report.steps:
         console.print(f"• {escape(step)}")
     if not report.changes:

@@ -98,7 +98,7 @@ def _print_next_steps(pipeline: Pipeline, path: Path, files: int, committed: boo
     console.print("\nNext:")
     for line in (
         f"cd {shown}",
-        "make install   # a .venv with everything the project needs",
+        "make install  # a .venv with everything the project needs",
         "make test     # its own tests: every service and the whole pipeline",
         "make run      # every service and the megaservice on 127.0.0.1 (Ctrl-C stops them)",
         request,
