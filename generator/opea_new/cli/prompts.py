@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..spec import Pipeline
 
 console = Console(highlight=False)
+_DEFAULT_CHAIN = ("embedding", "retriever", "rerank", "llm")
 
 
 def ask_pipeline() -> Pipeline:
@@ -59,19 +60,32 @@ def confirm_pipeline(pipeline: Pipeline) -> bool:
     return Confirm.ask(f"\nGenerate [bold]{escape(pipeline.name)}[/]?", default=True)
 
 
+_shown_types = False
+
+
 def ask_type(question: str, default: str | None = None) -> str:
+    global _shown_types
     names = catalog.names()
+    if not _shown_types:
+        _print_types()
+        _shown_types = True
+    while True:
+        answer = Prompt.ask(f"{question} (name or number; ? lists them)", default=default).strip().lower()
+        if answer == "?":
+            _print_types()
+        elif answer.isdigit() and 1 <= int(answer) <= len(names):
+            return names[int(answer) - 1]
+        elif catalog.find(answer):
+            return catalog.find(answer).name
+        else:
+            console.print(f"[red]{escape(answer)} is not a service type.[/]")
+
+
+def _print_types() -> None:
     table = Table(show_header=False, box=None, padding=(0, 1))
     for number, info in enumerate(catalog.TYPES, start=1):
         table.add_row(f"{number:>2}", info.name, f"[dim]{escape(info.summary)}[/]")
     console.print(table)
-    while True:
-        answer = Prompt.ask(f"{question} (name or number)", default=default).strip().lower()
-        if answer.isdigit() and 1 <= int(answer) <= len(names):
-            return names[int(answer) - 1]
-        if catalog.find(answer):
-            return catalog.find(answer).name
-        console.print(f"[red]{escape(answer)!s} is not a service type.[/]")
 
 
 def ask_position(pipeline: Pipeline, name: str) -> tuple[list[str], list[str]]:
@@ -88,11 +102,12 @@ def ask_position(pipeline: Pipeline, name: str) -> tuple[list[str], list[str]]:
 def _ask_services() -> list[dict[str, Any]]:
     services: list[dict[str, Any]] = []
     used_ports: dict[int, str] = {}
-    suggestions = iter(("embedding", "retriever", "rerank", "llm"))
     console.print("\n[bold]Services[/], in flow order. An empty name finishes the list.")
     while True:
-        suggestion = next(suggestions, "") if len(services) < 4 else ""
         number = len(services) + 1
+        # Suggest the default ChatQnA chain for as long as the user follows it.
+        following = [service["name"] for service in services] == list(_DEFAULT_CHAIN[:len(services)])
+        suggestion = _DEFAULT_CHAIN[len(services)] if following and len(services) < len(_DEFAULT_CHAIN) else ""
         name = _ask_name(f"Service {number} name", default=suggestion, allow_empty=bool(services),
                          taken={service["name"] for service in services})
         if not name:

@@ -1,0 +1,105 @@
+"""`opea-new megaservice` at a terminal: questions, defaults, refusals at the prompt, summary, result."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import opea_new_command
+
+pexpect = pytest.importorskip("pexpect")
+
+
+def spawn(args: list[str], cwd) -> pexpect.spawn:
+    command = opea_new_command()
+    child = pexpect.spawn(command[0], [*command[1:], *args], cwd=str(cwd), encoding="utf-8", timeout=60,
+                          env={**os.environ, "COLUMNS": "120", "TERM": "dumb"}, dimensions=(50, 120))
+    child.logfile_read = sys.stdout if os.environ.get("OPEA_NEW_TEST_VERBOSE") else None
+    return child
+
+
+def answer(child: pexpect.spawn, prompt: str, reply: str) -> None:
+    child.expect(prompt)
+    child.sendline(reply)
+
+
+def test_interactive_session_builds_a_fan_out_pipeline(tmp_path):
+    child = spawn(["megaservice", "--output", str(tmp_path / "asked")], tmp_path)
+    answer(child, "Pipeline name", "asked")
+    answer(child, "Description", "Built at the prompt")
+    answer(child, "Runtime", "lite")
+    answer(child, "Service 1 name", "")  # the default: embedding
+    answer(child, "Type of embedding", "")  # the default: its own type
+    answer(child, "Port of embedding", "")
+    answer(child, "Endpoint of embedding", "")
+    answer(child, "Service 2 name", "guard_in")
+    answer(child, "Type of guard_in", "8")  # by number: guardrail
+    answer(child, "Port of guard_in", "6000")  # taken: refused at the prompt
+    child.expect("already used by embedding")
+    answer(child, "Port of guard_in", "")
+    answer(child, "Endpoint of guard_in", "")
+    answer(child, "Service 3 name", "Bad Name")
+    child.expect("not a valid name")
+    answer(child, "Service 3 name", "llm")
+    answer(child, "Type of llm", "")
+    answer(child, "Port of llm", "")
+    answer(child, "Endpoint of llm", "")
+    answer(child, "Service 4 name", "")  # finish
+    answer(child, "a chain in the order above", "n")
+    answer(child, "after embedding", "guard_in, llm")
+    answer(child, "after guard_in", "")
+    answer(child, "after llm", "")
+    answer(child, "Port", "")
+    answer(child, "Endpoint", "")
+    answer(child, "Protocol", "")
+    child.expect("flowchart LR")
+    answer(child, "Generate", "y")
+    child.expect("Generated")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 0
+    answers = yaml.safe_load((tmp_path / "asked" / ".copier-answers.yml").read_text())
+    assert answers["runtime"] == "lite"
+    assert answers["description"] == "Built at the prompt"
+    assert [(s["name"], s["type"], s["port"]) for s in answers["services"]] == [
+        ("embedding", "embedding", 6000), ("guard_in", "guardrail", 9090), ("llm", "llm", 9000)]
+    assert answers["flow"] == [{"service": "embedding", "next": [{"service": "guard_in", "condition": "success"},
+                                                                  {"service": "llm", "condition": "success"}]}]
+    assert answers["megaservice"]["protocol"] == "chat"
+
+
+def test_declining_at_the_summary_writes_nothing(tmp_path):
+    child = spawn(["megaservice", "--output", str(tmp_path / "declined")], tmp_path)
+    answer(child, "Pipeline name", "declined")
+    answer(child, "Description", "")
+    answer(child, "Runtime", "")
+    answer(child, "Service 1 name", "")
+    answer(child, "Type of embedding", "")
+    answer(child, "Port of embedding", "")
+    answer(child, "Endpoint of embedding", "")
+    answer(child, "Service 2 name", "")
+    answer(child, "Port", "")
+    answer(child, "Endpoint", "")
+    answer(child, "Protocol", "")
+    answer(child, "Generate", "n")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 2
+    assert not (tmp_path / "declined").exists()
+
+
+def test_ctrl_c_at_a_prompt_writes_nothing(tmp_path):
+    child = spawn(["megaservice", "--output", str(tmp_path / "abandoned")], tmp_path)
+    child.expect("Pipeline name")
+    child.sendintr()
+    child.expect("Interrupted; nothing was changed")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 130
+    assert not (tmp_path / "abandoned").exists()
