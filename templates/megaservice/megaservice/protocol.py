@@ -1,0 +1,392 @@
+"""The megaservice's protocols: what a client sends, what it gets back, and how failures look.
+
+chat  An OpenAI-style chat request in: {"messages": str | [{"role", "content"}],
+      "stream": false, "max_tokens"?, "temperature"?, ...}. Out: a ChatCompletion, or
+      (stream: true) an SSE stream of `chat.completion.chunk` events ending `data: [DONE]`.
+raw   Any JSON object in, used as the initial inputs of the flow. Out: the output of
+      the terminal node that ran, or {node name: output} when several ran.
+
+A failing node answers 502 (504 when it timed out), a bad request 4xx, both with
+the body {"error": {"node", "status", "detail"}}: `node` is the failing node's spec
+name (null for a bad request), `status` the HTTP status the node answered (null
+when it did not answer at all).
+
+Streams from llm/lvm nodes are read whatever their format (`StreamDecoder`):
+OpenAI chat or completion chunks, OPEA's `data: b'...'`, TGI's {"token": {"text"}},
+plain `data: text`, or a single JSON document, and re-emitted as OpenAI chunks.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import codecs
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, ValidationError, model_validator
+
+MAX_DETAIL = 2000
+DONE = "data: [DONE]\n\n"
+RUNTIME_SUFFIX = "/MicroService"
+
+
+def spec_name(node: str) -> str:
+    """A node's name as written in the spec: comps calls it `name/MicroService`."""
+    return node[: -len(RUNTIME_SUFFIX)] if node.endswith(RUNTIME_SUFFIX) else node
+
+
+# ---------------------------------------------------------------- errors
+
+
+class NodeError(Exception):
+    """A node failed: it answered an error status, timed out or could not be reached."""
+
+    def __init__(self, node: str | None, status: int | None, detail: str, *, timeout: bool = False) -> None:
+        super().__init__(f"{node}: {detail}" if node else detail)
+        self.node = node
+        self.status = status
+        self.detail = detail[:MAX_DETAIL]
+        self.timeout = timeout
+
+    @property
+    def http_status(self) -> int:
+        """What the megaservice answers: 504 for a timeout, else 502."""
+        return 504 if self.timeout else 502
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"node": self.node, "status": self.status, "detail": self.detail}}
+
+    @classmethod
+    def from_exception(cls, node: str, error: BaseException) -> NodeError:
+        """Name the node and keep what its failure says, whatever raised it (aiohttp, requests, ...)."""
+        if isinstance(error, NodeError):
+            return error
+        if _is_timeout(error):
+            return cls(node, None, f"no answer within the timeout ({type(error).__name__})", timeout=True)
+        if isinstance(error, aiohttp.ClientResponseError):
+            return cls(node, error.status, error.message or f"HTTP {error.status}")
+        if isinstance(error, aiohttp.ClientConnectionError):
+            return cls(node, None, f"cannot reach the service: {error}")
+        if isinstance(error, (json.JSONDecodeError, aiohttp.ContentTypeError)):
+            return cls(node, None, f"the answer is not JSON: {error}")
+        return cls(node, None, f"{type(error).__name__}: {error}")
+
+
+class RequestError(Exception):
+    """The client's request is not valid (answered 4xx)."""
+
+    def __init__(self, detail: str, status: int = 422) -> None:
+        super().__init__(detail)
+        self.detail = detail[:MAX_DETAIL]
+        self.status = status
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"node": None, "status": self.status, "detail": self.detail}}
+
+
+def _is_timeout(error: BaseException) -> bool:
+    if isinstance(error, TimeoutError):
+        return True
+    # requests (comps' streaming path) has its own Timeout classes
+    return any(cls.__name__ in ("Timeout", "ReadTimeout", "ConnectTimeout") for cls in type(error).__mro__)
+
+
+async def raise_for_status(response: aiohttp.ClientResponse) -> None:
+    """Raise `aiohttp.ClientResponseError` for an error status, with the service's answer as message."""
+    if response.status < 400:
+        return
+    try:
+        detail = (await response.text(errors="replace"))[:MAX_DETAIL]
+    except (TimeoutError, aiohttp.ClientError):
+        detail = ""
+    raise aiohttp.ClientResponseError(
+        response.request_info,
+        response.history,
+        status=response.status,
+        message=detail.strip() or (response.reason or f"HTTP {response.status}"),
+        headers=response.headers,
+    )
+
+
+def validation_detail(error: ValidationError) -> str:
+    """`messages: Field required; stream: Input should be a valid boolean`."""
+    problems = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem.get("loc", ()) if part != "body")
+        problems.append(f"{where}: {problem['msg']}" if where else problem["msg"])
+    return "; ".join(problems)
+
+
+# ---------------------------------------------------------------- chat requests
+
+# LLMParams fields a chat request may set (the others keep the runtime's defaults).
+LLM_PARAMETERS = (
+    "model",
+    "max_tokens",
+    "max_new_tokens",
+    "top_k",
+    "top_p",
+    "typical_p",
+    "temperature",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "language",
+    "chat_template",
+)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str = "user"
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # OpenAI content parts: [{"type": "text", "text": ...}]
+            return " ".join(str(part.get("text", "")) for part in self.content if part.get("type", "text") == "text")
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    """An OpenAI-style chat request; unknown OpenAI fields (n, user, ...) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    messages: str | list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    model: str | None = None
+    max_tokens: PositiveInt | None = None
+    max_new_tokens: PositiveInt | None = None
+    top_k: PositiveInt | None = None
+    top_p: NonNegativeFloat | None = None
+    typical_p: NonNegativeFloat | None = None
+    temperature: NonNegativeFloat | None = None
+    frequency_penalty: NonNegativeFloat | None = None
+    presence_penalty: NonNegativeFloat | None = None
+    repetition_penalty: NonNegativeFloat | None = None
+    language: str | None = None
+    chat_template: str | None = None
+
+    @model_validator(mode="after")
+    def _has_a_prompt(self) -> ChatRequest:
+        if not self.prompt().strip():
+            raise ValueError("messages: the request has no user message with text")
+        return self
+
+    def prompt(self) -> str:
+        """The text the flow starts from: the last user message (or the whole string)."""
+        if isinstance(self.messages, str):
+            return self.messages
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text()
+        return ""
+
+    def llm_parameters(self) -> dict[str, Any]:
+        """Keyword arguments for LLMParams: what the client set, plus `stream`."""
+        values = {key: getattr(self, key) for key in LLM_PARAMETERS if getattr(self, key) is not None}
+        values["stream"] = self.stream
+        return values
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    try:
+        return ChatRequest.model_validate(body)
+    except ValidationError as error:
+        raise RequestError(validation_detail(error)) from None
+
+
+def parse_raw_request(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise RequestError(f"the request body must be a JSON object, not {_json_type(body)}")
+    return body
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+# ---------------------------------------------------------------- answers
+
+
+def text_of(output: Any) -> str:
+    """The answer text in a node's output: GeneratedDoc/TextDoc `text`, a ChatCompletion, ..."""
+    if isinstance(output, str):
+        return output
+    if not isinstance(output, dict):
+        return ""
+    text = output.get("text")
+    if isinstance(text, str):
+        return text
+    if isinstance(text, list) and all(isinstance(item, str) for item in text):
+        return "\n".join(text)
+    choices = output.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        choice = choices[0]
+        message = choice.get("message") or choice.get("delta") or {}
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            return message["content"]
+        if isinstance(choice.get("text"), str):
+            return choice["text"]
+    for key in ("answer", "content", "response", "generated_text"):
+        if isinstance(output.get(key), str):
+            return output[key]
+    return ""
+
+
+class ChatAnswer:
+    """Builds the ChatCompletion / chat.completion.chunk documents of one answer."""
+
+    def __init__(self, model: str) -> None:
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.model = model
+
+    def completion(self, content: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+
+    def chunk(self, content: str | None = None, *, first: bool = False, finish: bool = False) -> str:
+        delta: dict[str, Any] = {}
+        if first:
+            delta["role"] = "assistant"
+        if content is not None:
+            delta["content"] = content
+        event = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": "stop" if finish else None}],
+        }
+        return f"data: {json.dumps(event, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def error_event(error: NodeError) -> str:
+    """A failure after the stream started: an SSE event with the error body (then `data: [DONE]`)."""
+    return f"data: {json.dumps(error.body(), ensure_ascii=False)}\n\n"
+
+
+def words(text: str) -> list[str]:
+    """A text cut into tokens for a synthesised stream; joined back they give the text."""
+    return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+
+
+# ---------------------------------------------------------------- reading streams
+
+
+class StreamError(Exception):
+    """The stream itself reported an error event."""
+
+
+class StreamDecoder:
+    """Text pieces from an LLM's streamed answer, whatever its format.
+
+    `feed(chunk)` returns the pieces completed by a chunk (bytes or str, cut
+    anywhere); `close()` those left at the end. `done` tells whether the stream
+    sent `data: [DONE]`, `seen_data` whether it sent anything at all.
+    """
+
+    def __init__(self) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._mode: str | None = None  # sse | json | text
+        self.done = False
+        self.seen_data = False
+
+    def feed(self, chunk: bytes | str) -> list[str]:
+        text = self._utf8.decode(chunk) if isinstance(chunk, (bytes, bytearray)) else chunk
+        if not text:
+            return []
+        self.seen_data = True
+        self._buffer += text
+        if self._mode is None:
+            start = self._buffer.lstrip()
+            if not start:
+                return []
+            if start[0] in "{[":
+                self._mode = "json"
+            elif re.match(r"(data|event|id|retry)?:", start):
+                self._mode = "sse"
+            else:
+                self._mode = "text"
+        if self._mode == "json":
+            return []
+        if self._mode == "text":
+            piece, self._buffer = self._buffer, ""
+            return [piece]
+        self._buffer = self._buffer.replace("\r\n", "\n").replace("\r", "\n")
+        *events, self._buffer = self._buffer.split("\n\n")
+        return [piece for event in events for piece in self._event(event)]
+
+    def close(self) -> list[str]:
+        rest = self._buffer + self._utf8.decode(b"", final=True)
+        self._buffer = ""
+        if not rest.strip():
+            return []
+        if self._mode == "json":
+            try:
+                document = json.loads(rest)
+            except json.JSONDecodeError:
+                return [rest]
+            self._raise_if_error(document)
+            self.done = True
+            return [text_of(document)]
+        if self._mode == "text":
+            return [rest]
+        return self._event(rest.replace("\r\n", "\n"))
+
+    def _event(self, event: str) -> list[str]:
+        data = [line[5:].removeprefix(" ") for line in event.split("\n") if line.startswith("data:")]
+        if not data:
+            return []
+        payload = "\n".join(data)
+        if payload.strip() == "[DONE]":
+            self.done = True
+            return []
+        piece = self._payload_text(payload)
+        return [piece] if piece else []
+
+    def _payload_text(self, payload: str) -> str:
+        stripped = payload.strip()
+        if stripped[:2] in ("b'", 'b"'):  # OPEA: data: b'token' (a Python bytes literal)
+            try:
+                value = ast.literal_eval(stripped)
+            except (ValueError, SyntaxError):
+                return payload
+            return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else payload
+        if stripped[:1] in ("{", '"'):
+            try:
+                document = json.loads(stripped)
+            except json.JSONDecodeError:
+                return payload
+            if isinstance(document, str):
+                return document
+            self._raise_if_error(document)
+            token = document.get("token") if isinstance(document, dict) else None
+            if isinstance(token, dict) and isinstance(token.get("text"), str):  # TGI
+                return "" if token.get("special") else token["text"]
+            return text_of(document)
+        return payload
+
+    @staticmethod
+    def _raise_if_error(document: Any) -> None:
+        if isinstance(document, dict) and document.get("error") and not document.get("choices"):
+            error = document["error"]
+            detail = (error.get("detail") or error.get("message")) if isinstance(error, dict) else error
+            raise StreamError(str(detail or error))
