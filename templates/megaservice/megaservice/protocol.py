@@ -19,7 +19,6 @@ plain `data: text`, or a single JSON document, and re-emitted as OpenAI chunks.
 from __future__ import annotations
 
 import ast
-import asyncio
 import codecs
 import json
 import re
@@ -32,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
 MAX_DETAIL = 2000
 DONE = "data: [DONE]\n\n"
+SSE_FIELDS = ("data:", "event:", "id:", "retry:", ":")
 RUNTIME_SUFFIX = "/MicroService"
 
 
@@ -321,8 +321,10 @@ class StreamDecoder:
                 return []
             if start[0] in "{[":
                 self._mode = "json"
-            elif re.match(r"(data|event|id|retry)?:", start):
+            elif start.startswith(SSE_FIELDS):
                 self._mode = "sse"
+            elif any(field.startswith(start) for field in SSE_FIELDS):
+                return []  # too short to tell yet
             else:
                 self._mode = "text"
         if self._mode == "json":
@@ -347,7 +349,7 @@ class StreamDecoder:
             self._raise_if_error(document)
             self.done = True
             return [text_of(document)]
-        if self._mode == "text":
+        if self._mode in ("text", None):
             return [rest]
         return self._event(rest.replace("\r\n", "\n"))
 
@@ -367,8 +369,8 @@ class StreamDecoder:
         if stripped[:2] in ("b'", 'b"'):  # OPEA: data: b'token' (a Python bytes literal)
             try:
                 value = ast.literal_eval(stripped)
-            except (ValueError, SyntaxError):
-                return payload
+            except (ValueError, SyntaxError):  # comps' own refusal stream does not escape quotes
+                return stripped[2:-1] if stripped[-1:] == stripped[1] else payload
             return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else payload
         if stripped[:1] in ("{", '"'):
             try:

@@ -1,0 +1,268 @@
+"""Run the whole pipeline on this machine, on 127.0.0.1, in the foreground.
+
+    make run                       # or: .venv/bin/python scripts/run_local.py
+
+Starts every generated service (`python -m app` in services/<name>, with HOST and
+PORT) and the megaservice (`python -m megaservice`, with <NODE>_SERVICE_HOST_IP /
+<NODE>_SERVICE_PORT pointing at them), waits until each answers
+/v1/health_check, then prints the URL and an example request. Ctrl-C or SIGTERM
+stops them all; if one of them dies, the others are stopped and this exits 1.
+
+Ports are the spec's, unless <NODE>_SERVICE_PORT / MEGA_SERVICE_PORT are set.
+A service that runs a published image (`image:` in the spec) cannot run here:
+start it yourself (e.g. `docker compose up -d <name>`); the megaservice expects
+it at <NODE>_SERVICE_HOST_IP:<NODE>_SERVICE_PORT, printed at start.
+
+tests/conftest.py starts the same processes through `Stack`, on free ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from megaservice import settings  # noqa: E402
+
+LOCALHOST = "127.0.0.1"
+STARTUP_TIMEOUT = float(os.environ.get("RUN_LOCAL_STARTUP_TIMEOUT", 90))
+STOP_TIMEOUT = 10.0
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+
+
+class StackError(RuntimeError):
+    """A process did not start, or died."""
+
+
+@dataclass
+class Process:
+    name: str
+    port: int
+    command: list[str]
+    cwd: Path
+    env: dict[str, str]
+    popen: subprocess.Popen | None = None
+    log: IO[bytes] | None = None
+
+    @property
+    def health_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}/v1/health_check"
+
+
+class Stack:
+    """Every generated service plus the megaservice, as child processes.
+
+    `ports` maps service names to the port to run them on, `mega_port` is the
+    megaservice's; by default the spec's (or those set in the environment).
+    With `log_dir`, each process writes to <log_dir>/<name>.log instead of this
+    terminal. With `start_services=False` only the megaservice is started (the
+    services are expected at `ports`).
+    """
+
+    def __init__(
+        self,
+        ports: Mapping[str, int] | None = None,
+        mega_port: int | None = None,
+        *,
+        python: str = sys.executable,
+        log_dir: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        start_services: bool = True,
+    ) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.python = python
+        self.log_dir = log_dir
+        self.ports = {service.name: service.address(self.environ)[1] for service in settings.SERVICES}
+        self.ports.update(ports or {})
+        self.mega_port = mega_port or int(self.environ.get("MEGA_SERVICE_PORT", settings.DEFAULT_PORT))
+        self.start_services = start_services
+        self.processes: list[Process] = []
+
+    # ------------------------------------------------------------ what runs where
+
+    @property
+    def local_services(self) -> list[settings.Service]:
+        return [service for service in settings.SERVICES if service.generated]
+
+    @property
+    def remote_services(self) -> list[settings.Service]:
+        return [service for service in settings.SERVICES if not service.generated]
+
+    def address(self, service: settings.Service) -> tuple[str, int]:
+        if service.generated:
+            return LOCALHOST, self.ports[service.name]
+        return self.environ.get(service.host_variable, LOCALHOST), self.ports[service.name]
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOCALHOST}:{self.mega_port}{settings.ENDPOINT}"
+
+    def base_environment(self) -> dict[str, str]:
+        env = dict(self.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        for variable in ("no_proxy", "NO_PROXY"):
+            entries = [entry for entry in env.get(variable, "").split(",") if entry]
+            env[variable] = ",".join(entries + [host for host in ("localhost", LOCALHOST) if host not in entries])
+        return env
+
+    def megaservice_environment(self) -> dict[str, str]:
+        env = self.base_environment()
+        env["MEGA_SERVICE_HOST"] = LOCALHOST
+        env["MEGA_SERVICE_PORT"] = str(self.mega_port)
+        for service in settings.SERVICES:
+            host, port = self.address(service)
+            env[service.host_variable] = host
+            env[service.port_variable] = str(port)
+        return env
+
+    # ------------------------------------------------------------ starting and stopping
+
+    def start(self) -> None:
+        """Start everything and wait until every process answers its health check."""
+        for service in self.local_services if self.start_services else ():
+            env = self.base_environment()
+            env["HOST"] = LOCALHOST
+            env["PORT"] = str(self.ports[service.name])
+            self._spawn(Process(service.name, self.ports[service.name], [self.python, "-m", "app"],
+                                ROOT / service.folder, env))
+        self._spawn(Process("megaservice", self.mega_port, [self.python, "-m", "megaservice"], ROOT,
+                            self.megaservice_environment()))
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        for process in self.processes:
+            self._wait_healthy(process, deadline)
+
+    def _spawn(self, process: Process) -> None:
+        if not process.cwd.is_dir():
+            raise StackError(f"{process.name}: {process.cwd} does not exist")
+        output = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            process.log = open(self.log_dir / f"{process.name}.log", "ab")  # noqa: SIM115 (closed in stop)
+            output = process.log
+        # A session of its own: Ctrl-C in this terminal reaches this script only, which stops each child.
+        process.popen = subprocess.Popen(process.command, cwd=process.cwd, env=process.env, stdout=output,
+                                         stderr=subprocess.STDOUT if output else None, start_new_session=True)
+        self.processes.append(process)
+
+    def _wait_healthy(self, process: Process, deadline: float) -> None:
+        while True:
+            if process.popen.poll() is not None:
+                raise StackError(f"{process.name} exited with status {process.popen.returncode} while starting"
+                                 + self._log_hint(process))
+            try:
+                with _DIRECT.open(process.health_url, timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"{process.name} did not answer {process.health_url} within "
+                                 f"{STARTUP_TIMEOUT:.0f}s" + self._log_hint(process))
+            time.sleep(0.1)
+
+    def _log_hint(self, process: Process) -> str:
+        return f" (see {self.log_dir / (process.name + '.log')})" if self.log_dir else ""
+
+    def dead(self) -> Process | None:
+        """The first process that exited, if any."""
+        return next((process for process in self.processes if process.popen.poll() is not None), None)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM every process (the megaservice first), wait, SIGKILL those still running."""
+        running = [process for process in reversed(self.processes) if process.popen.poll() is None]
+        for process in running:
+            process.popen.terminate()
+        deadline = time.monotonic() + timeout
+        for process in running:
+            try:
+                process.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                process.popen.wait()
+        for process in self.processes:
+            if process.log is not None:
+                process.log.close()
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------- make run
+
+
+class _Stop(Exception):
+    """Ctrl-C or SIGTERM."""
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+EXAMPLE_REQUESTS = {
+    "chat": {"messages": "What is OPEA?", "stream": False},
+    "raw": {"text": "What is OPEA?"},
+}
+
+
+def example_request() -> str:
+    return json.dumps(EXAMPLE_REQUESTS[settings.PROTOCOL])
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    stack = Stack()
+    for service in stack.remote_services:
+        host, port = stack.address(service)
+        print(f"{service.name}: runs the published image {service.image}; start it yourself. The megaservice "
+              f"expects it at {host}:{port} ({service.host_variable} / {service.port_variable}).")
+    try:
+        print(f"starting {len(stack.local_services)} service(s) and the megaservice ...", flush=True)
+        stack.start()
+        print(f"\n{settings.NAME} is running: {stack.url} ({settings.PROTOCOL} protocol)\n")
+        print(f"  curl -s {stack.url} -H 'Content-Type: application/json' -d '{example_request()}'\n")
+        for process in stack.processes[:-1]:
+            print(f"  {process.name}: http://{LOCALHOST}:{process.port}")
+        print("\nCtrl-C stops everything.", flush=True)
+        while True:
+            dead = stack.dead()
+            if dead is not None:
+                print(f"\n{dead.name} exited with status {dead.popen.returncode}: stopping everything",
+                      file=sys.stderr, flush=True)
+                return 1
+            time.sleep(0.2)
+    except _Stop as stop:
+        print(f"\n{stop}: stopping everything", flush=True)
+        return 0
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

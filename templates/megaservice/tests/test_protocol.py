@@ -1,0 +1,209 @@
+"""protocol.py and align.py without servers: requests, answers, streams, errors, shapes between nodes."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+from megaservice import align
+from megaservice.protocol import (
+    ChatAnswer,
+    NodeError,
+    RequestError,
+    StreamDecoder,
+    StreamError,
+    parse_chat_request,
+    parse_raw_request,
+    spec_name,
+    text_of,
+    words,
+)
+
+# ---------------------------------------------------------------- requests
+
+
+def test_chat_prompt_is_the_last_user_message():
+    request = parse_chat_request({"messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": [{"type": "text", "text": "What is"}, {"type": "text", "text": "OPEA?"}]},
+    ]})
+    assert request.prompt() == "What is OPEA?"
+    assert request.stream is False
+
+
+def test_chat_prompt_as_a_string_and_parameters():
+    request = parse_chat_request({"messages": "hello", "stream": True, "max_tokens": 17, "temperature": 0.5,
+                                  "user": "someone"})
+    assert request.prompt() == "hello"
+    assert request.llm_parameters() == {"max_tokens": 17, "temperature": 0.5, "stream": True}
+
+
+@pytest.mark.parametrize("body", [{}, {"messages": []}, {"messages": ""}, {"messages": [{"role": "system",
+                                  "content": "x"}]}, {"messages": "x", "max_tokens": 0}, [], "text"])
+def test_bad_chat_requests(body):
+    with pytest.raises(RequestError) as caught:
+        parse_chat_request(body)
+    assert caught.value.status == 422
+    assert caught.value.body()["error"]["detail"]
+
+
+def test_raw_requests_are_objects():
+    assert parse_raw_request({"a": 1}) == {"a": 1}
+    for body in ([], "x", None, 3):
+        with pytest.raises(RequestError):
+            parse_raw_request(body)
+
+
+# ---------------------------------------------------------------- answers
+
+
+@pytest.mark.parametrize(("output", "text"), [
+    ({"text": "GeneratedDoc", "prompt": "q"}, "GeneratedDoc"),
+    ({"choices": [{"message": {"role": "assistant", "content": "ChatCompletion"}}]}, "ChatCompletion"),
+    ({"choices": [{"text": "Completion"}]}, "Completion"),
+    ({"text": ["a", "b"]}, "a\nb"),
+    ({"trace": ["x"]}, ""),
+    ("plain", "plain"),
+    ([1], ""),
+])
+def test_text_of(output, text):
+    assert text_of(output) == text
+
+
+def test_chat_answer_documents():
+    answer = ChatAnswer("model-x")
+    completion = answer.completion("hi")
+    assert completion["choices"][0]["message"] == {"role": "assistant", "content": "hi"}
+    assert completion["model"] == "model-x" and completion["object"] == "chat.completion"
+    chunk = json.loads(answer.chunk("tok", first=True).removeprefix("data: "))
+    assert chunk["choices"][0]["delta"] == {"role": "assistant", "content": "tok"}
+    last = json.loads(answer.chunk(finish=True).removeprefix("data: "))
+    assert last["choices"][0]["finish_reason"] == "stop" and last["id"] == chunk["id"]
+
+
+@pytest.mark.parametrize("text", ["", "one", "two words", "  spaced   out  ", "line\nbreak"])
+def test_words_join_back(text):
+    assert "".join(words(text)) == text
+
+
+def test_spec_names():
+    assert spec_name("llm/MicroService") == "llm"
+    assert spec_name("echo_service") == "echo_service"
+
+
+# ---------------------------------------------------------------- streams
+
+
+def decode(chunks: list[bytes | str]) -> tuple[str, StreamDecoder]:
+    decoder = StreamDecoder()
+    pieces = [piece for chunk in chunks for piece in decoder.feed(chunk)] + decoder.close()
+    return "".join(pieces), decoder
+
+
+def openai_chunk(content: str) -> str:
+    return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": content}}]}) + "\n\n"
+
+
+def test_openai_chunks_cut_anywhere():
+    stream = (openai_chunk("Héllo") + openai_chunk(" wörld") + "data: [DONE]\n\n").encode()
+    for size in (1, 2, 7, len(stream)):
+        text, decoder = decode([stream[i:i + size] for i in range(0, len(stream), size)])
+        assert text == "Héllo wörld"
+        assert decoder.done
+
+
+@pytest.mark.parametrize(("stream", "expected"), [
+    ("data: b'OPEA'\n\ndata: b' is'\n\ndata: [DONE]\n\n", "OPEA is"),  # OPEA's repr(bytes)
+    ("data: b'I can't'\n\ndata: [DONE]\n\n", "I can't"),  # comps' refusal stream, unescaped
+    ("data: {\"token\": {\"text\": \"TGI\", \"special\": false}}\n\n", "TGI"),
+    ("data: {\"choices\": [{\"text\": \"completion\"}]}\n\n", "completion"),
+    ("data: plain text\r\n\r\ndata: [DONE]\r\n\r\n", "plain text"),
+    ("{\"text\": \"a whole JSON answer\", \"prompt\": \"q\"}", "a whole JSON answer"),
+    (": comment\n\nevent: message\ndata: hi\n\n", "hi"),
+    ("not an event stream at all", "not an event stream at all"),
+])
+def test_stream_formats(stream, expected):
+    assert decode([stream])[0] == expected
+    data = stream.encode()
+    assert decode([data[i:i + 1] for i in range(len(data))])[0] == expected  # cut anywhere
+
+
+def test_a_stream_reporting_an_error_raises():
+    with pytest.raises(StreamError, match="overloaded"):
+        decode(['data: {"error": {"message": "overloaded"}}\n\n'])
+
+
+def test_an_empty_stream_is_noticed():
+    text, decoder = decode([])
+    assert text == "" and not decoder.seen_data and not decoder.done
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_node_errors_from_exceptions():
+    timeout = NodeError.from_exception("llm", TimeoutError())
+    assert (timeout.http_status, timeout.node, timeout.status) == (504, "llm", None)
+    refused = NodeError.from_exception("embedding", aiohttp.ClientConnectionError("refused"))
+    assert refused.http_status == 502 and "refused" in refused.detail
+    answered = NodeError.from_exception("rerank", aiohttp.ClientResponseError(None, (), status=422, message="bad"))
+    assert answered.body() == {"error": {"node": "rerank", "status": 422, "detail": "bad"}}
+
+
+# ---------------------------------------------------------------- shapes between nodes
+
+
+def test_embedding_gets_text():
+    assert align.node_inputs("embedding", {"messages": "x", "text": "q"}) == {"text": "q"}
+    assert align.node_inputs("embedding", {"initial_query": "q", "x": 1}) == {"text": "q"}
+
+
+def test_retriever_gets_an_embed_doc():
+    embed_doc = {"text": "q", "embedding": [0.1, 0.2], "k": 3, "search_type": "similarity", "extra": 1}
+    assert align.node_inputs("retriever", embed_doc) == {"text": "q", "embedding": [0.1, 0.2], "k": 3,
+                                                         "search_type": "similarity"}
+    openai = {"text": "q", "data": [{"embedding": [0.3], "index": 0}]}
+    assert align.node_inputs("retriever", openai) == {"text": "q", "embedding": [0.3]}
+
+
+def test_rerank_gets_a_searched_doc():
+    searched = {"initial_query": "q", "retrieved_docs": [{"text": "a", "id": "1"}, {"text": "b"}], "top_n": 1}
+    assert align.node_inputs("rerank", searched) == {"initial_query": "q", "retrieved_docs": [{"text": "a"},
+                                                     {"text": "b"}], "top_n": 1}
+
+
+def test_llm_gets_query_documents_and_parameters():
+    inputs = {"query": "q", "documents": ["d"], "id": "x", "index_name": None, "max_tokens": 5, "stream": True,
+              "downstream_black_list": [".*"]}
+    assert align.node_inputs("llm", inputs, stream=False) == {"query": "q", "documents": ["d"], "max_tokens": 5,
+                                                              "stream": False}
+    reranked = {"initial_query": "q", "reranked_docs": [{"text": "d"}]}
+    assert align.node_inputs("llm", reranked, stream=True) == {"query": "q", "documents": ["d"], "stream": True}
+    assert align.node_inputs("llm", {"text": "answer of another llm", "prompt": "q"})["query"] == (
+        "answer of another llm")
+
+
+def test_guardrail_gets_text():
+    assert align.node_inputs("guardrail", {"query": "q", "documents": []}) == {"text": "q"}
+
+
+def test_other_types_get_everything_but_the_black_list():
+    inputs = {"text": "x", "trace": ["a"], "downstream_black_list": ["^b$"]}
+    assert align.node_inputs("undefined", inputs) == {"text": "x", "trace": ["a"]}
+
+
+def test_missing_fields_go_as_they_are():
+    assert align.node_inputs("retriever", {"text": "no embedding"}) == {"text": "no embedding"}
+    assert align.node_inputs("llm", {"nothing": 1}) == {"nothing": 1}
+
+
+def test_openai_answers_get_opea_fields():
+    embedding = align.node_outputs("embedding", {"data": [{"embedding": [1.0]}]}, {"text": "q"})
+    assert embedding == {"text": "q", "embedding": [1.0]}
+    completion = {"choices": [{"message": {"content": "hi"}}]}
+    assert align.node_outputs("llm", completion, {})["text"] == "hi"
+    assert align.node_outputs("undefined", {"x": 1}, {}) == {"x": 1}

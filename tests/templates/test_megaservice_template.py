@@ -1,0 +1,699 @@
+"""Render templates/megaservice with copier for several pipelines and check what comes out.
+
+Fast tests look at the rendered files: what is generated, that answers stay data
+(a hostile description), that the two runtimes differ only in runtime.py (and
+requirements, lite/, README), that pipeline.py has every node and edge, the
+Mermaid include, ruff and hadolint. Slow tests render whole projects (this
+template, compose, and a service folder per generated service) and run their
+`make install test` and `scripts/run_local.py` for real.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "templates" / "megaservice"
+COMPOSE_TEMPLATE = REPO / "templates" / "compose"
+MICROSERVICE_TEMPLATE = REPO / "templates" / "microservice"
+sys.path.insert(0, str(Path(__file__).parent))
+
+from stand_in_service import write_stand_in  # noqa: E402
+
+TYPED_STUBS = ("embedding", "retriever", "rerank", "llm", "guardrail")
+COMMON_FILES = {
+    ".copier-answers.yml", ".dockerignore", ".gitignore", ".github/workflows/ci.yml", "Makefile", "README.md",
+    "pyproject.toml", "requirements-dev.txt", "scripts/run_local.py", "tests/conftest.py", "tests/test_pipeline.py",
+    "tests/test_protocol.py", "tests/test_wiring.py",
+    *(f"megaservice/{name}" for name in (
+        "__init__.py", "__main__.py", "align.py", "app.py", "conditions.py", "hooks.py", "pipeline.py",
+        "protocol.py", "runtime.py", "settings.py", "statistics.py", "Dockerfile", "requirements.txt")),
+}
+LITE_FILES = {f"megaservice/lite/{name}" for name in (
+    "__init__.py", "constants.py", "dag.py", "orchestrator.py", "params.py", "service.py")}
+
+
+# ---------------------------------------------------------------- answer sets
+
+
+def service(name: str, type_: str, port: int, endpoint: str, image: str | None = None) -> dict[str, Any]:
+    return {"name": name, "type": type_, "port": port, "endpoint": endpoint, "image": image}
+
+
+def edge(source: str, *targets: str | tuple[str, str]) -> dict[str, Any]:
+    return {"service": source, "next": [
+        {"service": target, "condition": "success"} if isinstance(target, str)
+        else {"service": target[0], "condition": target[1]} for target in targets]}
+
+
+def answers(name: str, services: list[dict], flow: list[dict], *, runtime: str = "lite", protocol: str = "raw",
+            port: int = 8888, description: str = "") -> dict[str, Any]:
+    return {
+        "name": name,
+        "description": description,
+        "runtime": runtime,
+        "megaservice": {"port": port, "endpoint": f"/v1/{name}", "protocol": protocol},
+        "services": services,
+        "flow": flow,
+    }
+
+
+CHAIN = answers("chatqna", [
+    service("embedding", "embedding", 6000, "/v1/embeddings"),
+    service("retriever", "retriever", 7000, "/v1/retrieval"),
+    service("rerank", "rerank", 8000, "/v1/reranking"),
+    service("llm", "llm", 9000, "/v1/chat/completions"),
+], [edge("embedding", "retriever"), edge("retriever", "rerank"), edge("rerank", "llm")],
+    protocol="chat", description="Answers questions over a small document set.")
+
+PASS_THROUGH = answers("my_app", [
+    service("echo_service", "undefined", 7001, "/v1/echo"),
+    service("data-proc", "dataprep", 6007, "/v1/dataprep/ingest"),
+    service("kg", "knowledge_graph", 8060, "/v1/graphs"),
+], [edge("echo_service", "data-proc"), edge("data-proc", "kg")], port=18888)
+
+# Fan-out and fan-in, and two terminal nodes (merge and side).
+FAN = answers("data-pipeline", [
+    service("collector", "dataprep", 9001, "/v1/collect"),
+    service("processor", "undefined", 9002, "/v1/process"),
+    service("validator", "undefined", 9003, "/v1/validate"),
+    service("merge", "ragas", 9004, "/v1/ragas"),
+    service("side", "text2sql", 9005, "/v1/text2sql"),
+], [edge("collector", "processor", "validator"), edge("processor", "merge", "side"), edge("validator", "merge")])
+
+CONDITIONAL = answers("guarded", [
+    service("guard", "guardrail", 9101, "/v1/guardrails"),
+    service("data_processor", "undefined", 9102, "/v1/process"),
+    service("data_analyzer", "undefined", 9103, "/v1/analyze"),
+    service("error_handler", "undefined", 9104, "/v1/errors"),
+    service("refusal", "undefined", 9105, "/v1/refusal"),
+], [edge("guard", ("data_processor", "!blocked"), ("refusal", "blocked == true")),
+    edge("data_processor", "data_analyzer", ("error_handler", "error"))])
+
+GUARDED_CHAT = answers("guarded-chat", [
+    service("guard", "guardrail", 9090, "/v1/guardrails"),
+    service("llm", "llm", 9000, "/v1/chat/completions"),
+    service("tts", "tts", 9088, "/v1/audio/speech", image="opea/tts:1.5"),
+], [edge("guard", "llm"), edge("llm", "tts")], protocol="chat")
+
+HOSTILE_DESCRIPTION = ('He said "hi" {{ name }} {% raw %} {# x #} \\ \\n \'\'\' """ `rm -rf` $(x) ${HOME} '
+                       '<!-- hidden --> | a | é 😀 \u2028 \x7f end\nsecond line')
+HOSTILE = {**PASS_THROUGH, "description": HOSTILE_DESCRIPTION}
+
+ANSWER_SETS = {"chain": CHAIN, "pass_through": PASS_THROUGH, "fan": FAN, "conditional": CONDITIONAL,
+               "guarded_chat": GUARDED_CHAT, "hostile": HOSTILE}
+
+
+def with_runtime(data: dict[str, Any], runtime: str) -> dict[str, Any]:
+    return {**data, "runtime": runtime}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def render(data: dict[str, Any], destination: Path, template: Path = TEMPLATE, **kwargs: Any) -> Path:
+    from copier import run_copy
+
+    run_copy(str(template), destination, data=data, defaults=True, quiet=True, **kwargs)
+    return destination
+
+
+def files_of(root: Path) -> dict[str, str]:
+    return {path.relative_to(root).as_posix(): path.read_text() for path in sorted(root.rglob("*"))
+            if path.is_file()}
+
+
+def tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        pytest.skip(f"{name} not found beside {sys.executable} or on PATH (pip install {name})")
+    return found
+
+
+def load_module(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def dns(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def prefix(name: str) -> str:
+    return name.replace("-", "_").upper()
+
+
+@pytest.fixture(scope="module", params=[(key, runtime) for key in ANSWER_SETS for runtime in ("comps", "lite")],
+                ids=lambda param: f"{param[0]}-{param[1]}")
+def rendered(request, tmp_path_factory) -> tuple[dict[str, Any], Path]:
+    key, runtime = request.param
+    data = with_runtime(ANSWER_SETS[key], runtime)
+    return data, render(data, tmp_path_factory.mktemp(f"{key}-{runtime}"))
+
+
+# ---------------------------------------------------------------- the files
+
+
+def test_renders_exactly_the_files_it_owns(rendered):
+    data, project = rendered
+    expected = COMMON_FILES | (LITE_FILES if data["runtime"] == "lite" else set())
+    assert set(files_of(project)) == expected
+
+
+def test_no_template_syntax_is_left(rendered):
+    data, project = rendered
+    if data["description"] == HOSTILE_DESCRIPTION:
+        pytest.skip("the hostile description carries template syntax on purpose")
+    for path, text in files_of(project).items():
+        if path == "megaservice/conditions.py":
+            continue
+        for marker in ("{{", "{%", "{#"):
+            assert marker not in text, f"{path} contains {marker!r}"
+
+
+def test_answers_file_records_the_answers(rendered):
+    data, project = rendered
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert {key: recorded[key] for key in data} == data
+    assert recorded["_src_path"]
+
+
+def test_python_compiles(rendered):
+    _, project = rendered
+    for path in project.rglob("*.py"):
+        compile(path.read_text(), str(path), "exec")
+
+
+def test_ruff_passes(rendered):
+    _, project = rendered
+    ruff = tool("ruff")
+    result = subprocess.run([ruff, "check", "--no-cache", "."], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    strict = [ruff, "check", "--no-cache", "--select", "E,F,W,I,B,UP,SIM", "--line-length", "120",
+              "megaservice", "scripts", "tests"]
+    result = subprocess.run(strict, cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_passes(rendered):
+    _, project = rendered
+    hadolint = tool("hadolint")
+    result = subprocess.run([hadolint, "--failure-threshold", "warning", "megaservice/Dockerfile"], cwd=project,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_contract(rendered):
+    data, project = rendered
+    text = (project / "megaservice" / "Dockerfile").read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim" in text and "FROM ${BASE_IMAGE}" in text
+    assert "opea/comps-base:1.5" in text
+    assert text.index("COPY megaservice/requirements.txt") < text.index("RUN pip install --no-cache-dir")
+    assert text.index("RUN pip install") < text.index("COPY megaservice/ megaservice/")
+    assert re.search(r"^USER user$", text, re.MULTILINE)
+    assert "MEGA_SERVICE_HOST=0.0.0.0" in text and f"MEGA_SERVICE_PORT={data['megaservice']['port']}" in text
+    assert re.search(r'^HEALTHCHECK .*\n\s+CMD \["python", "-c", .*/v1/health_check', text, re.MULTILINE)
+    assert text.rstrip().endswith('CMD ["python", "-m", "megaservice"]')
+    assert (project / ".dockerignore").read_text().splitlines()[1:3] == ["*", "!megaservice/"]
+
+
+def test_requirements_per_runtime(rendered):
+    data, project = rendered
+    pins = [line for line in (project / "megaservice" / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    expected = ["fastapi==0.124.0", "pydantic==2.11.7", "uvicorn==0.35.0", "aiohttp==3.12.15"]
+    assert pins == (["opea-comps==1.5", *expected] if data["runtime"] == "comps" else expected)
+    dev = [line for line in (project / "requirements-dev.txt").read_text().splitlines() if "==" in line]
+    assert {line.split("==")[0] for line in dev} == {"pytest", "httpx"}
+
+
+def test_runtime_py_imports_the_runtime(rendered):
+    data, project = rendered
+    tree = ast.parse((project / "megaservice" / "runtime.py").read_text())
+    imports = {(node.module, node.level, tuple(alias.name for alias in node.names))
+               for node in tree.body if isinstance(node, ast.ImportFrom)}
+    if data["runtime"] == "comps":
+        assert imports == {("comps", 0, ("MicroService", "ServiceOrchestrator", "ServiceType")),
+                           ("comps.cores.proto.docarray", 0, ("LLMParams",))}
+    else:
+        assert imports == {("lite", 1, ("LLMParams", "MicroService", "ServiceOrchestrator", "ServiceType"))}
+    for path in (project / "megaservice").rglob("*.py"):
+        if path.name != "runtime.py" and "lite" not in path.relative_to(project).parts:
+            assert "comps" not in {alias.name.split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
+                                   if isinstance(node, ast.Import) for alias in node.names}, path
+            assert not re.search(r"^from comps\b", path.read_text(), re.MULTILINE), path
+
+
+@pytest.mark.parametrize("key", sorted(ANSWER_SETS))
+def test_runtime_py_is_the_only_code_that_differs_between_runtimes(key, tmp_path):
+    comps = files_of(render(with_runtime(ANSWER_SETS[key], "comps"), tmp_path / "comps"))
+    lite = files_of(render(with_runtime(ANSWER_SETS[key], "lite"), tmp_path / "lite"))
+    assert set(lite) - set(comps) == LITE_FILES
+    assert set(comps) <= set(lite)
+    differing = {path for path in comps if comps[path] != lite[path]}
+    assert differing == {"megaservice/runtime.py", "megaservice/requirements.txt", "README.md",
+                         ".copier-answers.yml"}
+
+
+# ---------------------------------------------------------------- pipeline.py
+
+
+def micro_services(pipeline: str) -> dict[str, dict[str, Any]]:
+    """Every MicroService(...) call of pipeline.py: its keyword arguments, as source text."""
+    calls = {}
+    for node in ast.walk(ast.parse(pipeline)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "MicroService":
+            keywords = {keyword.arg: ast.unparse(keyword.value) for keyword in node.keywords}
+            calls[ast.literal_eval(keywords["name"])] = keywords
+    return calls
+
+
+def connections(pipeline: str) -> list[tuple[str, str, str]]:
+    found = []
+    for node in ast.walk(ast.parse(pipeline)):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "connect":
+            source, target, *condition = node.args
+            found.append((source.id, target.id, ast.literal_eval(condition[0]) if condition else "success"))
+    return found
+
+
+def test_pipeline_builds_every_node_with_its_type_and_address(rendered):
+    data, project = rendered
+    calls = micro_services((project / "megaservice" / "pipeline.py").read_text())
+    assert list(calls) == [s["name"] for s in data["services"]]
+    for spec in data["services"]:
+        call = calls[spec["name"]]
+        p = prefix(spec["name"])
+        assert call["host"] == f"os.getenv('{p}_SERVICE_HOST_IP', '127.0.0.1')"
+        assert call["port"] == f"int(os.getenv('{p}_SERVICE_PORT', {spec['port']}))"
+        assert ast.literal_eval(call["endpoint"]) == spec["endpoint"]
+        assert call["use_remote_service"] == "True"
+        assert call["service_type"] == f"ServiceType.{spec['type'].upper()}"
+
+
+def test_pipeline_connects_every_edge(rendered):
+    data, project = rendered
+    expected = [(spec["service"].replace("-", "_") + "_node", target["service"].replace("-", "_") + "_node",
+                 target["condition"]) for spec in data["flow"] for target in spec["next"]]
+    assert connections((project / "megaservice" / "pipeline.py").read_text()) == expected
+
+
+def test_settings_describe_the_spec(rendered):
+    data, project = rendered
+    settings = load_module(project / "megaservice" / "settings.py", "rendered_settings")
+    assert settings.NAME == data["name"]
+    assert settings.DESCRIPTION == data["description"]
+    assert (settings.ENDPOINT, settings.PROTOCOL, settings.DEFAULT_PORT) == (
+        data["megaservice"]["endpoint"], data["megaservice"]["protocol"], data["megaservice"]["port"])
+    assert [(s.name, s.type, s.port, s.endpoint, s.image) for s in settings.SERVICES] == [
+        (s["name"], s["type"], s["port"], s["endpoint"], s["image"]) for s in data["services"]]
+    assert list(settings.EDGES) == [(entry["service"], target["service"], target["condition"])
+                                    for entry in data["flow"] for target in entry["next"]]
+    echo = settings.SERVICES[0]
+    assert echo.host_variable == f"{prefix(echo.name)}_SERVICE_HOST_IP" and echo.folder == f"services/{dns(echo.name)}"
+
+
+# ---------------------------------------------------------------- answers are data
+
+
+def test_a_hostile_description_breaks_nothing(tmp_path):
+    project = render(with_runtime(HOSTILE, "comps"), tmp_path / "p")
+    settings = load_module(project / "megaservice" / "settings.py", "hostile_settings")
+    assert settings.DESCRIPTION == HOSTILE_DESCRIPTION
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert "\n" not in pyproject["project"]["description"] and "\x7f" not in pyproject["project"]["description"]
+    assert pyproject["project"]["description"].startswith('He said "hi" {{ name }}')
+    readme = (project / "README.md").read_text()
+    assert "&lt;!-- hidden --&gt;" in readme and "<!--" not in readme
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["description"] == HOSTILE_DESCRIPTION
+    for path in ("megaservice/pipeline.py", "megaservice/app.py", "Makefile", ".github/workflows/ci.yml"):
+        assert "hidden" not in (project / path).read_text(), path
+
+
+def test_conditions_with_quotes_and_unicode_are_literals(tmp_path):
+    condition = 'label == "tox\\"ic 😀"'
+    data = answers("odd", [service("a", "undefined", 9001, "/a"), service("b", "undefined", 9002, "/b")],
+                   [edge("a", ("b", condition))])
+    project = render(data, tmp_path / "p")
+    assert connections((project / "megaservice" / "pipeline.py").read_text()) == [("a_node", "b_node", condition)]
+
+
+def test_keyword_and_module_names_cannot_shadow_anything(tmp_path):
+    names = ["import", "os", "orchestrator", "settings"]
+    data = answers("names", [service(name, "undefined", 9001 + i, f"/{name}") for i, name in enumerate(names)],
+                   [edge(names[i], names[i + 1]) for i in range(len(names) - 1)])
+    project = render(data, tmp_path / "p")
+    compile((project / "megaservice" / "pipeline.py").read_text(), "pipeline.py", "exec")
+    assert list(micro_services((project / "megaservice" / "pipeline.py").read_text())) == names
+
+
+def test_bad_answers_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="runtime"):
+        render({**CHAIN, "runtime": "docker"}, tmp_path / "runtime")
+    with pytest.raises(ValueError, match="name"):
+        render({**CHAIN, "name": "Chat QnA"}, tmp_path / "name")
+
+
+def test_hooks_are_the_users_after_the_first_render(tmp_path):
+    project = render(CHAIN, tmp_path / "p")
+    (project / "megaservice" / "hooks.py").write_text("# mine\n")
+    (project / "megaservice" / "app.py").write_text("# stale\n")
+    render(CHAIN, project, overwrite=True)
+    assert (project / "megaservice" / "hooks.py").read_text() == "# mine\n"
+    assert (project / "megaservice" / "app.py").read_text() != "# stale\n"
+
+
+# ---------------------------------------------------------------- README, Mermaid, Makefile, CI
+
+
+def mermaid(services: list[dict], flow: list[dict]) -> str:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    environment = Environment(loader=FileSystemLoader(TEMPLATE), undefined=StrictUndefined)
+    return environment.get_template("includes/mermaid.jinja").render(services=services, flow=flow).strip()
+
+
+def test_mermaid_include_depends_only_on_services_and_flow():
+    text = mermaid(CONDITIONAL["services"], CONDITIONAL["flow"])
+    lines = text.splitlines()
+    assert lines[0] == "flowchart LR"
+    for spec in CONDITIONAL["services"]:
+        assert any(line.strip().startswith(f'svc_{spec["name"]}["{spec["name"]}<br/>') and spec["type"] in line
+                   for line in lines), spec["name"]
+    assert "    request --> svc_guard" in lines
+    assert '    svc_guard -->|"!blocked"| svc_data_processor' in lines
+    assert '    svc_guard -->|"blocked == true"| svc_refusal' in lines
+    assert '    svc_data_processor -. "error" .-> svc_error_handler' in lines
+    assert "    svc_data_processor --> svc_data_analyzer" in lines
+
+
+def test_mermaid_labels_are_quoted_safely():
+    text = mermaid([service("a", "undefined", 1, "/a"), service("end", "undefined", 2, "/b")],
+                   [edge("a", ("end", 'x == "<b>&"'))])
+    assert 'svc_a -->|"x == #quot;#lt;b#gt;#amp;#quot;"| svc_end' in text
+    assert "svc_end[" in text and "\n    end" not in text
+
+
+def test_readme_shows_the_flow_services_and_commands(rendered):
+    data, project = rendered
+    readme = (project / "README.md").read_text()
+    assert readme.startswith(f"# {data['name']}\n")
+    diagram = re.search(r"```mermaid\n(.*?)\n```", readme, re.DOTALL).group(1)
+    assert diagram == mermaid(data["services"], data["flow"])
+    for spec in data["services"]:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {spec['name']} |"))
+        assert f"| {spec['port']} |" in row and spec["endpoint"] in row
+        assert (spec["image"] in row) if spec["image"] else (f"services/{dns(spec['name'])}/" in row)
+    for command in ("make install", "make test", "make run", "cp .env.example .env", "make up", "opea-new update",
+                    "copier update --trust", f"http://127.0.0.1:{data['megaservice']['port']}"):
+        assert command in readme, command
+
+
+def test_makefile_targets(rendered):
+    _, project = rendered
+    make = shutil.which("make") or pytest.skip("make is not installed")
+    listed = subprocess.run([make, "help"], cwd=project, capture_output=True, text=True, check=True).stdout
+    for target in ("install", "test", "run", "up", "down", "lint", "help"):
+        assert f"make {target}" in listed, target
+    dry = subprocess.run([make, "-n", "install", "test", "run", "up", "down", "VENV=/x/venv", "COMPOSE=dc"],
+                         cwd=project, capture_output=True, text=True, check=True).stdout
+    assert "/x/venv/bin/python -m pip install" in dry and "-r requirements-dev.txt" in dry
+    assert "/x/venv/bin/python -m pytest -q tests" in dry
+    assert "/x/venv/bin/python scripts/run_local.py" in dry
+    assert "dc up -d --build --wait" in dry and "dc down" in dry
+
+
+def test_ci_workflow(rendered):
+    _, project = rendered
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+    static = "\n".join(step.get("run", "") for step in workflow["jobs"]["static"]["steps"])
+    for command in ("hadolint", "docker compose config -q", "--builtin-schema vendor.compose-spec", "ruff check",
+                    "make install test"):
+        assert command in static, command
+    smoke = "\n".join(step.get("run", "") for step in workflow["jobs"]["compose"]["steps"])
+    assert "bash tests/test_compose.sh" in smoke
+
+
+def test_gitignore_keeps_secrets_and_venvs_out(rendered):
+    _, project = rendered
+    ignored = (project / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored and ".venv/" in ignored and "__pycache__/" in ignored
+
+
+# ---------------------------------------------------------------- whole projects (slow)
+
+
+def microservice_answers(data: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    kind = spec["type"] if spec["type"] in TYPED_STUBS else "passthrough"
+    return {"project_name": data["name"], "service_name": spec["name"], "service_type": spec["type"], "stub": kind,
+            "port": spec["port"], "endpoint": spec["endpoint"]}
+
+
+def render_project(data: dict[str, Any], destination: Path) -> Path:
+    """Every part of a project, as opea-new renders it (the stand-in service until the template exists)."""
+    render(data, destination)
+    render({key: data[key] for key in ("name", "runtime", "megaservice", "services")}, destination,
+           COMPOSE_TEMPLATE, answers_file=".copier-answers.compose.yml")
+    for spec in data["services"]:
+        if spec["image"]:
+            continue
+        folder = destination / "services" / dns(spec["name"])
+        if (MICROSERVICE_TEMPLATE / "copier.yml").is_file():
+            render(microservice_answers(data, spec), folder, MICROSERVICE_TEMPLATE)
+        else:
+            kind = spec["type"] if spec["type"] in TYPED_STUBS else "passthrough"
+            write_stand_in(folder, name=spec["name"], kind=kind, endpoint=spec["endpoint"])
+    return destination
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.endswith(("_SERVICE_PORT", "_SERVICE_HOST_IP")) and key not in ("VENV", "MAKEFLAGS")}
+    return {**environment, **extra}
+
+
+@pytest.fixture(scope="session")
+def venvs(tmp_path_factory) -> Path:
+    """One venv per runtime for the whole session (`make install VENV=...` reuses it)."""
+    return tmp_path_factory.mktemp("venvs")
+
+
+def make(project: Path, venv: Path, *targets: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    result = subprocess.run(["make", *targets, f"VENV={venv}"], cwd=project, capture_output=True, text=True,
+                            timeout=timeout, env=clean_environment())
+    return result, time.monotonic() - started
+
+
+SLOW_PROJECTS = {
+    "lite-chain": with_runtime(CHAIN, "lite"),
+    "lite-fan": FAN,
+    "lite-conditional": CONDITIONAL,
+    "lite-pass-through": PASS_THROUGH,
+    "lite-guarded-chat": GUARDED_CHAT,
+    "comps-chain": with_runtime(CHAIN, "comps"),
+    "comps-fan": with_runtime(FAN, "comps"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", list(SLOW_PROJECTS))
+def test_make_install_test(key, tmp_path, venvs):
+    data = SLOW_PROJECTS[key]
+    project = render_project(data, tmp_path / data["name"])
+    venv = venvs / data["runtime"]
+    installed, install_seconds = make(project, venv, "install")
+    assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+    tested, test_seconds = make(project, venv, "test")
+    output = tested.stdout + tested.stderr
+    assert tested.returncode == 0, output[-6000:]
+    assert re.search(r"\d+ passed", output)
+    if data is GUARDED_CHAT:  # tts runs a published image nobody started
+        assert "needs every node" in output and "skipped" in output
+    print(f"\n[{key}] make install {install_seconds:.1f}s, make test {test_seconds:.1f}s")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for_output(process: subprocess.Popen, needle: str, timeout: float) -> str:
+    """Read the process's stdout (unbuffered, straight from the pipe) until `needle` appears."""
+    import selectors
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while needle.encode() not in seen:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0 and process.poll() is None, f"{needle!r} never came:\n{seen.decode()}"
+            if selector.select(remaining):
+                seen += os.read(process.stdout.fileno(), 65536)
+    return seen.decode()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["lite-chain", "comps-chain", "lite-fan"])
+def test_run_local_serves_and_stops_on_sigterm(key, tmp_path, venvs):
+    import httpx
+
+    data = SLOW_PROJECTS[key]
+    project = render_project(data, tmp_path / data["name"])
+    venv = venvs / data["runtime"]
+    installed, _ = make(project, venv, "install")
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    *ports, mega_port = free_ports(len(data["services"]) + 1)
+    environment = clean_environment(MEGA_SERVICE_PORT=str(mega_port), **{
+        f"{prefix(spec['name'])}_SERVICE_PORT": str(port) for spec, port in zip(data["services"], ports, strict=True)})
+    process = subprocess.Popen([str(venv / "bin" / "python"), "scripts/run_local.py"], cwd=project, env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        banner = wait_for_output(process, "Ctrl-C stops everything", timeout=120)
+        url = f"http://127.0.0.1:{mega_port}{data['megaservice']['endpoint']}"
+        assert url in banner and "curl -s" in banner
+        children = children_of(process.pid)
+        assert len(children) == len(data["services"]) + 1
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            if data["megaservice"]["protocol"] == "chat":
+                answer = client.post(url, json={"messages": "What is OPEA?"})
+                assert answer.status_code == 200, answer.text
+                assert "OPEA" in answer.json()["choices"][0]["message"]["content"]
+                streamed = client.post(url, json={"messages": "What is OPEA?", "stream": True})
+                assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
+            else:
+                answer = client.post(url, json={"text": "hello"})
+                assert answer.status_code == 200, answer.text
+                assert set(answer.json()) == {"merge", "side"}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        output = process.stdout.read().decode()
+        assert "SIGTERM: stopping everything" in output
+        assert not [pid for pid in children if alive(pid)]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"exited with {process.returncode}"
+        try:
+            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never answered")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["lite", "comps"])
+def test_conditional_edges_route_requests(runtime, tmp_path, venvs):
+    """guard → data_processor (!blocked) | refusal (blocked == true); data_processor → data_analyzer | error_handler
+    (error): each route taken for real, on both runtimes."""
+    import httpx
+
+    data = with_runtime(CONDITIONAL, runtime)
+    project = render_project(data, tmp_path / data["name"])
+    venv = venvs / runtime
+    installed, _ = make(project, venv, "install")
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    *ports, mega_port, second_port, dead_port = free_ports(len(data["services"]) + 3)
+    addresses = {f"{prefix(spec['name'])}_SERVICE_PORT": str(port)
+                 for spec, port in zip(data["services"], ports, strict=True)}
+    stack = subprocess.Popen([str(venv / "bin" / "python"), "scripts/run_local.py"], cwd=project,
+                             env=clean_environment(MEGA_SERVICE_PORT=str(mega_port), **addresses),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # A second megaservice whose data_processor is dead: its failure takes the `error` edge.
+    broken = None
+    try:
+        wait_for_output(stack, "Ctrl-C stops everything", timeout=120)
+        url = f"http://127.0.0.1:{mega_port}{data['megaservice']['endpoint']}"
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            allowed = client.post(url, json={"text": "hello"})
+            assert allowed.status_code == 200, allowed.text
+            assert allowed.json()["trace"] == ["data_processor", "data_analyzer"]
+            assert allowed.json()["blocked"] is False and "downstream_black_list" not in allowed.json()
+
+            refused = client.post(url, json={"text": "how to build a bomb"})
+            assert refused.status_code == 200, refused.text
+            assert refused.json()["blocked"] is True and refused.json()["trace"] == ["refusal"]
+
+            broken = subprocess.Popen(
+                [str(venv / "bin" / "python"), "-m", "megaservice"], cwd=project,
+                env=clean_environment(MEGA_SERVICE_PORT=str(second_port), **{
+                    **addresses, "DATA_PROCESSOR_SERVICE_PORT": str(dead_port)}),
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_healthy(f"http://127.0.0.1:{second_port}/v1/health_check", broken)
+            handled = client.post(f"http://127.0.0.1:{second_port}{data['megaservice']['endpoint']}",
+                                  json={"text": "hello"})
+            assert handled.status_code == 200, handled.text
+            assert handled.json()["trace"] == ["error_handler"]
+            assert handled.json()["error"]["node"] == "data_processor"
+    finally:
+        for process in (broken, stack):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
