@@ -66,7 +66,8 @@ async def handle(request: Request):
     if KIND == "rerank":
         words = set(body["initial_query"].lower().split())
         docs = sorted(body["retrieved_docs"], key=lambda doc: -len(words & set(doc["text"].lower().split())))
-        return {{"query": body["initial_query"], "documents": [doc["text"] for doc in docs[: body.get("top_n", 1)]]}}
+        best = [doc["text"] for doc in docs[: body.get("top_n", 1)]]
+        return {{"query": body["initial_query"], "documents": best}}
     if KIND == "guardrail":
         text = body.get("text", "")
         if any(word in text.lower() for word in BLOCKLIST):
@@ -119,7 +120,8 @@ REQUIREMENTS = "fastapi==0.124.0\npydantic==2.11.7\nuvicorn==0.35.0\n"
 def write_stand_in(folder: Path, *, name: str, kind: str, endpoint: str) -> None:
     (folder / "app").mkdir(parents=True)
     (folder / "tests").mkdir()
-    app = APP.format(name=json.dumps(name), kind=kind, kind_literal=json.dumps(kind), endpoint=json.dumps(endpoint))
+    app = APP.format(name=json.dumps(name), kind=kind, kind_literal=json.dumps(kind),
+                     endpoint=json.dumps(endpoint))
     (folder / "app" / "__init__.py").write_text("")
     (folder / "app" / "main.py").write_text(app)
     (folder / "app" / "__main__.py").write_text(MAIN)

@@ -11,7 +11,6 @@ template, compose, and a service folder per generated service) and run their
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 import shutil
@@ -38,8 +37,8 @@ from stand_in_service import write_stand_in  # noqa: E402
 TYPED_STUBS = ("embedding", "retriever", "rerank", "llm", "guardrail")
 COMMON_FILES = {
     ".copier-answers.yml", ".dockerignore", ".gitignore", ".github/workflows/ci.yml", "Makefile", "README.md",
-    "pyproject.toml", "requirements-dev.txt", "scripts/run_local.py", "tests/conftest.py", "tests/test_pipeline.py",
-    "tests/test_protocol.py", "tests/test_wiring.py",
+    "pyproject.toml", "requirements-dev.txt", "scripts/run_local.py",
+    "tests/conftest.py", "tests/test_pipeline.py", "tests/test_protocol.py", "tests/test_wiring.py",
     *(f"megaservice/{name}" for name in (
         "__init__.py", "__main__.py", "align.py", "app.py", "conditions.py", "hooks.py", "pipeline.py",
         "protocol.py", "runtime.py", "settings.py", "statistics.py", "Dockerfile", "requirements.txt")),
@@ -61,8 +60,8 @@ def edge(source: str, *targets: str | tuple[str, str]) -> dict[str, Any]:
         else {"service": target[0], "condition": target[1]} for target in targets]}
 
 
-def answers(name: str, services: list[dict], flow: list[dict], *, runtime: str = "lite", protocol: str = "raw",
-            port: int = 8888, description: str = "") -> dict[str, Any]:
+def answers(name: str, services: list[dict], flow: list[dict], *, runtime: str = "lite",
+            protocol: str = "raw", port: int = 8888, description: str = "") -> dict[str, Any]:
     return {
         "name": name,
         "description": description,
@@ -94,7 +93,8 @@ FAN = answers("data-pipeline", [
     service("validator", "undefined", 9003, "/v1/validate"),
     service("merge", "ragas", 9004, "/v1/ragas"),
     service("side", "text2sql", 9005, "/v1/text2sql"),
-], [edge("collector", "processor", "validator"), edge("processor", "merge", "side"), edge("validator", "merge")])
+], [edge("collector", "processor", "validator"), edge("processor", "merge", "side"),
+    edge("validator", "merge")])
 
 CONDITIONAL = answers("guarded", [
     service("guard", "guardrail", 9101, "/v1/guardrails"),
@@ -169,8 +169,10 @@ def prefix(name: str) -> str:
     return name.replace("-", "_").upper()
 
 
-@pytest.fixture(scope="module", params=[(key, runtime) for key in ANSWER_SETS for runtime in ("comps", "lite")],
-                ids=lambda param: f"{param[0]}-{param[1]}")
+RENDERINGS = [(key, runtime) for key in ANSWER_SETS for runtime in ("comps", "lite")]
+
+
+@pytest.fixture(scope="module", params=RENDERINGS, ids=lambda param: f"{param[0]}-{param[1]}")
 def rendered(request, tmp_path_factory) -> tuple[dict[str, Any], Path]:
     key, runtime = request.param
     data = with_runtime(ANSWER_SETS[key], runtime)
@@ -224,8 +226,8 @@ def test_ruff_passes(rendered):
 def test_hadolint_passes(rendered):
     _, project = rendered
     hadolint = tool("hadolint")
-    result = subprocess.run([hadolint, "--failure-threshold", "warning", "megaservice/Dockerfile"], cwd=project,
-                            capture_output=True, text=True)
+    result = subprocess.run([hadolint, "--failure-threshold", "warning", "megaservice/Dockerfile"],
+                            cwd=project, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -327,16 +329,18 @@ def test_pipeline_connects_every_edge(rendered):
 def test_settings_describe_the_spec(rendered):
     data, project = rendered
     settings = load_module(project / "megaservice" / "settings.py", "rendered_settings")
-    assert settings.NAME == data["name"]
-    assert settings.DESCRIPTION == data["description"]
-    assert (settings.ENDPOINT, settings.PROTOCOL, settings.DEFAULT_PORT) == (
-        data["megaservice"]["endpoint"], data["megaservice"]["protocol"], data["megaservice"]["port"])
+    mega = data["megaservice"]
+    rendered_values = (settings.NAME, settings.DESCRIPTION, settings.ENDPOINT, settings.PROTOCOL,
+                       settings.DEFAULT_PORT)
+    expected = (data["name"], data["description"], mega["endpoint"], mega["protocol"], mega["port"])
+    assert rendered_values == expected
     assert [(s.name, s.type, s.port, s.endpoint, s.image) for s in settings.SERVICES] == [
         (s["name"], s["type"], s["port"], s["endpoint"], s["image"]) for s in data["services"]]
     assert list(settings.EDGES) == [(entry["service"], target["service"], target["condition"])
                                     for entry in data["flow"] for target in entry["next"]]
     echo = settings.SERVICES[0]
-    assert echo.host_variable == f"{prefix(echo.name)}_SERVICE_HOST_IP" and echo.folder == f"services/{dns(echo.name)}"
+    assert echo.host_variable == f"{prefix(echo.name)}_SERVICE_HOST_IP"
+    assert echo.folder == f"services/{dns(echo.name)}"
 
 
 # ---------------------------------------------------------------- answers are data
@@ -347,8 +351,9 @@ def test_a_hostile_description_breaks_nothing(tmp_path):
     settings = load_module(project / "megaservice" / "settings.py", "hostile_settings")
     assert settings.DESCRIPTION == HOSTILE_DESCRIPTION
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
-    assert "\n" not in pyproject["project"]["description"] and "\x7f" not in pyproject["project"]["description"]
-    assert pyproject["project"]["description"].startswith('He said "hi" {{ name }}')
+    summary = pyproject["project"]["description"]
+    assert "\n" not in summary and "\x7f" not in summary
+    assert summary.startswith('He said "hi" {{ name }}')
     readme = (project / "README.md").read_text()
     assert "&lt;!-- hidden --&gt;" in readme and "<!--" not in readme
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["description"] == HOSTILE_DESCRIPTION
@@ -361,13 +366,14 @@ def test_conditions_with_quotes_and_unicode_are_literals(tmp_path):
     data = answers("odd", [service("a", "undefined", 9001, "/a"), service("b", "undefined", 9002, "/b")],
                    [edge("a", ("b", condition))])
     project = render(data, tmp_path / "p")
-    assert connections((project / "megaservice" / "pipeline.py").read_text()) == [("a_node", "b_node", condition)]
+    pipeline = (project / "megaservice" / "pipeline.py").read_text()
+    assert connections(pipeline) == [("a_node", "b_node", condition)]
 
 
 def test_keyword_and_module_names_cannot_shadow_anything(tmp_path):
     names = ["import", "os", "orchestrator", "settings"]
-    data = answers("names", [service(name, "undefined", 9001 + i, f"/{name}") for i, name in enumerate(names)],
-                   [edge(names[i], names[i + 1]) for i in range(len(names) - 1)])
+    services = [service(name, "undefined", 9001 + i, f"/{name}") for i, name in enumerate(names)]
+    data = answers("names", services, [edge(names[i], names[i + 1]) for i in range(len(names) - 1)])
     project = render(data, tmp_path / "p")
     compile((project / "megaservice" / "pipeline.py").read_text(), "pipeline.py", "exec")
     assert list(micro_services((project / "megaservice" / "pipeline.py").read_text())) == names
@@ -404,8 +410,8 @@ def test_mermaid_include_depends_only_on_services_and_flow():
     lines = text.splitlines()
     assert lines[0] == "flowchart LR"
     for spec in CONDITIONAL["services"]:
-        assert any(line.strip().startswith(f'svc_{spec["name"]}["{spec["name"]}<br/>') and spec["type"] in line
-                   for line in lines), spec["name"]
+        node = f'svc_{spec["name"]}["{spec["name"]}<br/>'
+        assert any(line.strip().startswith(node) and spec["type"] in line for line in lines), spec["name"]
     assert "    request --> svc_guard" in lines
     assert '    svc_guard -->|"!blocked"| svc_data_processor' in lines
     assert '    svc_guard -->|"blocked == true"| svc_refusal' in lines
@@ -430,8 +436,8 @@ def test_readme_shows_the_flow_services_and_commands(rendered):
         row = next(line for line in readme.splitlines() if line.startswith(f"| {spec['name']} |"))
         assert f"| {spec['port']} |" in row and spec["endpoint"] in row
         assert (spec["image"] in row) if spec["image"] else (f"services/{dns(spec['name'])}/" in row)
-    for command in ("make install", "make test", "make run", "cp .env.example .env", "make up", "opea-new update",
-                    "copier update --trust", f"http://127.0.0.1:{data['megaservice']['port']}"):
+    for command in ("make install", "make test", "make run", "cp .env.example .env", "make up",
+                    "opea-new update", "copier update --trust", f"http://127.0.0.1:{data['megaservice']['port']}"):
         assert command in readme, command
 
 
@@ -453,8 +459,8 @@ def test_ci_workflow(rendered):
     _, project = rendered
     workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
     static = "\n".join(step.get("run", "") for step in workflow["jobs"]["static"]["steps"])
-    for command in ("hadolint", "docker compose config -q", "--builtin-schema vendor.compose-spec", "ruff check",
-                    "make install test"):
+    for command in ("hadolint", "docker compose config -q", "--builtin-schema vendor.compose-spec",
+                    "ruff check", "make install test"):
         assert command in static, command
     smoke = "\n".join(step.get("run", "") for step in workflow["jobs"]["compose"]["steps"])
     assert "bash tests/test_compose.sh" in smoke
@@ -471,8 +477,8 @@ def test_gitignore_keeps_secrets_and_venvs_out(rendered):
 
 def microservice_answers(data: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     kind = spec["type"] if spec["type"] in TYPED_STUBS else "passthrough"
-    return {"project_name": data["name"], "service_name": spec["name"], "service_type": spec["type"], "stub": kind,
-            "port": spec["port"], "endpoint": spec["endpoint"]}
+    return {"project_name": data["name"], "service_name": spec["name"], "service_type": spec["type"],
+            "stub": kind, "port": spec["port"], "endpoint": spec["endpoint"]}
 
 
 def render_project(data: dict[str, Any], destination: Path) -> Path:
@@ -493,8 +499,9 @@ def render_project(data: dict[str, Any], destination: Path) -> Path:
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
+    inherited = ("_SERVICE_PORT", "_SERVICE_HOST_IP")
     environment = {key: value for key, value in os.environ.items()
-                   if not key.endswith(("_SERVICE_PORT", "_SERVICE_HOST_IP")) and key not in ("VENV", "MAKEFLAGS")}
+                   if not key.endswith(inherited) and key not in ("VENV", "MAKEFLAGS")}
     return {**environment, **extra}
 
 
@@ -504,7 +511,8 @@ def venvs(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("venvs")
 
 
-def make(project: Path, venv: Path, *targets: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess, float]:
+def make(project: Path, venv: Path, *targets: str,
+         timeout: float = 900) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
     result = subprocess.run(["make", *targets, f"VENV={venv}"], cwd=project, capture_output=True, text=True,
                             timeout=timeout, env=clean_environment())
@@ -548,6 +556,30 @@ def free_ports(count: int) -> list[int]:
     finally:
         for probe in sockets:
             probe.close()
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM (run_local then stops its children), SIGKILL only if that does not work."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def free_port_environment(data: dict[str, Any]) -> tuple[int, dict[str, str]]:
+    """Free ports for every service and the megaservice, as run_local reads them: (megaservice port, env)."""
+    *ports, mega_port = free_ports(len(data["services"]) + 1)
+    addresses = {f"{prefix(spec['name'])}_SERVICE_PORT": str(port)
+                 for spec, port in zip(data["services"], ports, strict=True)}
+    return mega_port, clean_environment(MEGA_SERVICE_PORT=str(mega_port), **addresses)
+
+
+def start_run_local(project: Path, venv: Path, environment: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([str(venv / "bin" / "python"), "scripts/run_local.py"], cwd=project,
+                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def children_of(pid: int) -> list[int]:
@@ -596,11 +628,8 @@ def test_run_local_serves_and_stops_on_sigterm(key, tmp_path, venvs):
     venv = venvs / data["runtime"]
     installed, _ = make(project, venv, "install")
     assert installed.returncode == 0, installed.stderr[-3000:]
-    *ports, mega_port = free_ports(len(data["services"]) + 1)
-    environment = clean_environment(MEGA_SERVICE_PORT=str(mega_port), **{
-        f"{prefix(spec['name'])}_SERVICE_PORT": str(port) for spec, port in zip(data["services"], ports, strict=True)})
-    process = subprocess.Popen([str(venv / "bin" / "python"), "scripts/run_local.py"], cwd=project, env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    mega_port, environment = free_port_environment(data)
+    process = start_run_local(project, venv, environment)
     try:
         banner = wait_for_output(process, "Ctrl-C stops everything", timeout=120)
         url = f"http://127.0.0.1:{mega_port}{data['megaservice']['endpoint']}"
@@ -624,9 +653,7 @@ def test_run_local_serves_and_stops_on_sigterm(key, tmp_path, venvs):
         assert "SIGTERM: stopping everything" in output
         assert not [pid for pid in children if alive(pid)]
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -647,8 +674,8 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> No
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["lite", "comps"])
 def test_conditional_edges_route_requests(runtime, tmp_path, venvs):
-    """guard → data_processor (!blocked) | refusal (blocked == true); data_processor → data_analyzer | error_handler
-    (error): each route taken for real, on both runtimes."""
+    """guard → data_processor (!blocked) | refusal (blocked == true);
+    data_processor → data_analyzer | error_handler (error): every route taken for real, on both runtimes."""
     import httpx
 
     data = with_runtime(CONDITIONAL, runtime)
@@ -659,9 +686,7 @@ def test_conditional_edges_route_requests(runtime, tmp_path, venvs):
     *ports, mega_port, second_port, dead_port = free_ports(len(data["services"]) + 3)
     addresses = {f"{prefix(spec['name'])}_SERVICE_PORT": str(port)
                  for spec, port in zip(data["services"], ports, strict=True)}
-    stack = subprocess.Popen([str(venv / "bin" / "python"), "scripts/run_local.py"], cwd=project,
-                             env=clean_environment(MEGA_SERVICE_PORT=str(mega_port), **addresses),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    stack = start_run_local(project, venv, clean_environment(MEGA_SERVICE_PORT=str(mega_port), **addresses))
     # A second megaservice whose data_processor is dead: its failure takes the `error` edge.
     broken = None
     try:
@@ -690,10 +715,28 @@ def test_conditional_edges_route_requests(runtime, tmp_path, venvs):
             assert handled.json()["error"]["node"] == "data_processor"
     finally:
         for process in (broken, stack):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            if process is not None:
+                stop(process)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="children follow their parent through PR_SET_PDEATHSIG")
+def test_run_local_children_do_not_outlive_a_killed_run_local(tmp_path, venvs):
+    data = PASS_THROUGH
+    project = render_project(data, tmp_path / data["name"])
+    venv = venvs / data["runtime"]
+    assert make(project, venv, "install")[0].returncode == 0
+    mega_port, environment = free_port_environment(data)
+    process = start_run_local(project, venv, environment)
+    try:
+        wait_for_output(process, "Ctrl-C stops everything", timeout=120)
+        children = children_of(process.pid)
+        assert len(children) == len(data["services"]) + 1
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 20
+        while [pid for pid in children if alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in children if alive(pid)]
+    finally:
+        stop(process)

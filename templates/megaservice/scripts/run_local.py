@@ -154,7 +154,8 @@ class Stack:
             output = process.log
         # A session of its own: Ctrl-C in this terminal reaches this script only, which stops each child.
         process.popen = subprocess.Popen(process.command, cwd=process.cwd, env=process.env, stdout=output,
-                                         stderr=subprocess.STDOUT if output else None, start_new_session=True)
+                                         stderr=subprocess.STDOUT if output else None, start_new_session=True,
+                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         self.processes.append(process)
 
     def _wait_healthy(self, process: Process, deadline: float) -> None:
@@ -206,6 +207,16 @@ class Stack:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when this process dies without stopping it (e.g. SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 # ---------------------------------------------------------------- make run
