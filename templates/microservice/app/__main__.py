@@ -1,0 +1,28 @@
+"""`python -m app`: serve this microservice with uvicorn until Ctrl-C or SIGTERM.
+
+uvicorn stops gracefully on either signal: it stops accepting connections,
+lets requests in flight finish (at most GRACEFUL_TIMEOUT seconds, default 10),
+closes the model's connections and exits 0.
+"""
+
+from __future__ import annotations
+
+import uvicorn
+
+from . import settings
+
+
+def main() -> None:
+    from .main import app
+
+    uvicorn.run(
+        app,
+        host=settings.host(),
+        port=settings.port(),
+        log_level=settings.log_level(),
+        timeout_graceful_shutdown=settings.graceful_timeout(),
+    )
+
+
+if __name__ == "__main__":
+    main()
