@@ -47,7 +47,7 @@ def test_interactive_session_builds_a_fan_out_pipeline(tmp_path):
     answer(child, "Type of llm", "")
     answer(child, "Port of llm", "")
     answer(child, "Endpoint of llm", "")
-    answer(child, "Service 4 name", "")  # finish
+    answer(child, r"Service 4 name \(empty finishes\)", "")  # off the suggested chain: Enter finishes
     answer(child, "a chain in the order above", "n")
     answer(child, "after embedding", "guard_in, llm")
     answer(child, "after guard_in", "")
@@ -81,7 +81,7 @@ def test_declining_at_the_summary_writes_nothing(tmp_path):
     answer(child, "Type of embedding", "")
     answer(child, "Port of embedding", "")
     answer(child, "Endpoint of embedding", "")
-    answer(child, "Service 2 name", "")
+    answer(child, r"Service 2 name \('\.' finishes\)", ".")  # the suggestion (retriever) is declined
     answer(child, "Port", "")
     answer(child, "Endpoint", "")
     answer(child, "Protocol", "")

@@ -68,6 +68,8 @@ def run_guarded(app: typer.Typer) -> int:
             error.show()
             return error.exit_code
         raise
+    if result == EXIT_INTERRUPTED:  # typer >= 0.17 turns Ctrl-C into Exit(130), returned as a value here
+        return _interrupted()
     return result if isinstance(result, int) else EXIT_OK
 
 

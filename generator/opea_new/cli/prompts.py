@@ -92,7 +92,7 @@ def ask_position(pipeline: Pipeline, name: str) -> tuple[list[str], list[str]]:
     console.print(escape(pipeline.mermaid()))
     known = [service.name for service in pipeline.services]
     after = _ask_names(f"Insert {name} after (comma-separated, empty for none)", known)
-    before = _ask_names(f"… and before (comma-separated, empty for none)", known)
+    before = _ask_names("… and before (comma-separated, empty for none)", known)
     return after, before
 
 
@@ -108,7 +108,10 @@ def _ask_services() -> list[dict[str, Any]]:
         # Suggest the default ChatQnA chain for as long as the user follows it.
         following = [service["name"] for service in services] == list(_DEFAULT_CHAIN[:len(services)])
         suggestion = _DEFAULT_CHAIN[len(services)] if following and len(services) < len(_DEFAULT_CHAIN) else ""
-        name = _ask_name(f"Service {number} name", default=suggestion, allow_empty=bool(services),
+        question = f"Service {number} name"
+        if services:
+            question += " ('.' finishes)" if suggestion else " (empty finishes)"
+        name = _ask_name(question, default=suggestion, allow_empty=bool(services),
                          taken={service["name"] for service in services})
         if not name:
             return services
@@ -159,7 +162,7 @@ def _ask_name(question: str, *, default: str = "", allow_empty: bool = False, ta
     while True:
         answer = Prompt.ask(question, default=default or None, show_default=bool(default)) or ""
         answer = answer.strip()
-        if not answer and allow_empty:
+        if allow_empty and answer in ("", "."):
             return ""
         problem = name_problem(answer) or (f"{answer} is already used" if answer in taken else None)
         if not problem:
