@@ -11,6 +11,7 @@ template, compose, and a service folder per generated service) and run their
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shutil
@@ -30,10 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "templates" / "megaservice"
 COMPOSE_TEMPLATE = REPO / "templates" / "compose"
 MICROSERVICE_TEMPLATE = REPO / "templates" / "microservice"
-sys.path.insert(0, str(Path(__file__).parent))
-
-from stand_in_service import write_stand_in  # noqa: E402
-
 TYPED_STUBS = ("embedding", "retriever", "rerank", "llm", "guardrail")
 COMMON_FILES = {
     ".copier-answers.yml", ".dockerignore", ".gitignore", ".github/workflows/ci.yml", "Makefile", "README.md",
@@ -482,19 +479,14 @@ def microservice_answers(data: dict[str, Any], spec: dict[str, Any]) -> dict[str
 
 
 def render_project(data: dict[str, Any], destination: Path) -> Path:
-    """Every part of a project, as opea-new renders it (the stand-in service until the template exists)."""
+    """Every part of a project, as opea-new renders it."""
     render(data, destination)
     render({key: data[key] for key in ("name", "runtime", "megaservice", "services")}, destination,
            COMPOSE_TEMPLATE, answers_file=".copier-answers.compose.yml")
     for spec in data["services"]:
         if spec["image"]:
             continue
-        folder = destination / "services" / dns(spec["name"])
-        if (MICROSERVICE_TEMPLATE / "copier.yml").is_file():
-            render(microservice_answers(data, spec), folder, MICROSERVICE_TEMPLATE)
-        else:
-            kind = spec["type"] if spec["type"] in TYPED_STUBS else "passthrough"
-            write_stand_in(folder, name=spec["name"], kind=kind, endpoint=spec["endpoint"])
+        render(microservice_answers(data, spec), destination / "services" / dns(spec["name"]), MICROSERVICE_TEMPLATE)
     return destination
 
 
@@ -740,3 +732,120 @@ def test_run_local_children_do_not_outlive_a_killed_run_local(tmp_path, venvs):
         assert not [pid for pid in children if alive(pid)]
     finally:
         stop(process)
+
+
+class MisbehavingLLM:
+    """An HTTP server on 127.0.0.1 that answers the way `mode` says: the failures a node can have."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+        self.mode = "ok"
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                self.send(200, b'{"status": "healthy"}')
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                mode = owner.mode
+                if mode == "ok":
+                    self.send(200, b'{"text": "fine", "prompt": "q"}')
+                elif mode == "500":
+                    self.send(500, b'{"detail": "model crashed"}')
+                elif mode == "text-500":
+                    self.send(500, b"Internal Server Error", "text/plain")
+                elif mode == "422":
+                    self.send(422, b'{"detail": [{"msg": "query is required"}]}')
+                elif mode == "slow":
+                    time.sleep(3)
+                    self.send(200, b'{"text": "late", "prompt": "q"}')
+                elif mode == "cut":  # a chunked stream that dies after two tokens
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for token in ("one ", "two "):
+                        chunk = json.dumps({"choices": [{"delta": {"content": token}}]})
+                        event = f"data: {chunk}\n\n".encode()
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                    self.close_connection = True  # no last chunk: the stream is cut
+
+            def send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        import threading
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["lite", "comps"])
+def test_node_failures_are_named_502_and_timeouts_504(runtime, tmp_path, venvs):
+    import httpx
+
+    data = answers("failing", [service("llm", "llm", 9000, "/v1/chat/completions")], [], runtime=runtime,
+                   protocol="chat")
+    project = render(data, tmp_path / "failing")
+    venv = venvs / runtime
+    assert make(project, venv, "install")[0].returncode == 0
+    llm = MisbehavingLLM()
+    (mega_port,) = free_ports(1)
+    environment = clean_environment(MEGA_SERVICE_PORT=str(mega_port), LLM_SERVICE_PORT=str(llm.port),
+                                    MEGA_SERVICE_TIMEOUT="1")
+    megaservice = subprocess.Popen([str(venv / "bin" / "python"), "-m", "megaservice"], cwd=project,
+                                   env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{mega_port}/v1/failing"
+    try:
+        wait_healthy(f"http://127.0.0.1:{mega_port}/v1/health_check", megaservice)
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            def ask(mode: str, stream: bool = False) -> httpx.Response:
+                llm.mode = mode
+                return client.post(url, json={"messages": "q", "stream": stream})
+
+            assert ask("ok").json()["choices"][0]["message"]["content"] == "fine"
+            for mode, status in (("500", 500), ("text-500", 500), ("422", 422)):
+                failed = ask(mode)
+                assert failed.status_code == 502, (mode, failed.text)
+                assert failed.json()["error"]["node"] == "llm"
+                assert failed.json()["error"]["status"] == status, mode
+            assert "model crashed" in ask("500").json()["error"]["detail"]
+            timed_out = ask("slow")
+            assert timed_out.status_code == 504, timed_out.text
+            assert timed_out.json()["error"]["node"] == "llm"
+
+            broken_stream = ask("500", stream=True)
+            assert broken_stream.status_code == 502, broken_stream.text  # never a 200 with an empty stream
+            assert broken_stream.json()["error"]["node"] == "llm"
+            if runtime == "lite":  # comps' streaming path hides the status (and ignores the timeout)
+                assert broken_stream.json()["error"]["status"] == 500
+                assert ask("slow", stream=True).status_code == 504
+            cut = ask("cut", stream=True)
+            assert cut.status_code == 200
+            events = [line[6:] for line in cut.text.splitlines() if line.startswith("data: ")]
+            assert events[-1] == "[DONE]"
+            assert json.loads(events[-2])["error"]["node"] == "llm"
+            assert "".join(json.loads(event)["choices"][0]["delta"].get("content", "")
+                           for event in events[:-2]).split() == ["one", "two"]
+            assert client.get(f"http://127.0.0.1:{mega_port}/v1/health").status_code == 200
+    finally:
+        stop(megaservice)
+        llm.close()
