@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -56,7 +55,8 @@ def test_every_problem_is_reported_at_once_with_file_and_line(cli, tmp_path):
     assert "error: " + str(spec) + ": 5 problems" in lines
     assert f"{spec}:3: services[0].type: unknown service type 'nope'; known types:" in "\n".join(lines)
     for expected in ("name: 'Many' is not a valid name", "services[0].port: port 0 is out of range",
-                     "services[1].name: 'a' is already the name of services[0]", "flow[0].next[0]: unknown service 'zz'"):
+                     "services[1].name: 'a' is already the name of services[0]",
+                     "flow[0].next[0]: unknown service 'zz'"):
         assert any(expected in line for line in lines), expected
 
 

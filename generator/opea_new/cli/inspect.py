@@ -30,10 +30,7 @@ def graph(
     """Print the pipeline's flow as a Mermaid diagram."""
     if spec and project:
         fail_usage("pass --spec or --project, not both")
-    if spec:
-        pipeline = load_spec_or_fail(spec, writing=False)
-    else:
-        pipeline = load_project_or_fail(project or Path.cwd())
+    pipeline = load_spec_or_fail(spec, writing=False) if spec else load_project_or_fail(project or Path.cwd())
     print(pipeline.mermaid())
 
 

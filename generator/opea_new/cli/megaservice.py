@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,14 +16,14 @@ if TYPE_CHECKING:
     from ..spec import Pipeline
 
 
-class Runtime(str, Enum):
+class Runtime(StrEnum):
     comps = "comps"
     lite = "lite"
 
 
 def command(
-    spec: Path = typer.Option(None, "--spec", "-s", help="Pipeline spec (YAML or JSON). Without it: ask, or --defaults.",
-                              dir_okay=False),
+    spec: Path = typer.Option(None, "--spec", "-s", dir_okay=False,
+                              help="Pipeline spec (YAML or JSON). Without it: ask, or --defaults."),
     output: Path = typer.Option(None, "--output", "-o", help="Where to create the project [default: ./<name>]."),
     defaults: bool = typer.Option(False, "--defaults", help="Take the default ChatQnA-shaped pipeline without asking."),
     runtime: Runtime = typer.Option(None, "--runtime", help="Megaservice runtime: comps (opea-comps 1.5) or lite.",

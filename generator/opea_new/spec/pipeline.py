@@ -85,8 +85,8 @@ class Pipeline:
     @classmethod
     def from_answers(cls, answers: dict[str, Any]) -> Pipeline:
         """Read back `answers()` (an answers file holds other keys too: they are ignored)."""
-        from .validate import validate
         from .load import Document
+        from .validate import validate
 
         spec = {key: answers[key] for key in ("name", "description", "runtime", "megaservice", "services", "flow")
                 if key in answers}
