@@ -62,3 +62,12 @@ def run_cli(*args: str | os.PathLike, cwd: Path | None = None, input: str | None
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def project_venvs(tmp_path_factory) -> Path:
+    """Venvs of generated projects for the whole run, one per runtime: `make install VENV=<this>/<runtime>`.
+
+    Every tier that installs projects shares them: opea-comps alone takes ~80 s to install.
+    """
+    return tmp_path_factory.mktemp("project-venvs")

@@ -116,9 +116,9 @@ def wait_for(process: subprocess.Popen, needle: str, timeout: float) -> str:
 
 
 @pytest.fixture(scope="session")
-def venvs(tmp_path_factory) -> Path:
-    """One venv per runtime for the whole session: `make install VENV=...` fills it, later projects reuse it."""
-    return tmp_path_factory.mktemp("e2e-venvs")
+def venvs(project_venvs) -> Path:
+    """One venv per runtime, shared with the other tiers: `make install VENV=...` fills it, later projects reuse it."""
+    return project_venvs
 
 
 def generate(spec: Path, destination: Path, venvs: Path, *flags: str) -> Project:
