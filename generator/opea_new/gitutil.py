@@ -59,5 +59,15 @@ def commit_paths(path: Path, paths: list[str], message: str) -> bool:
     return True
 
 
+_STATES = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed", "C": "copied", "T": "type changed",
+           "U": "unmerged", "?": "untracked"}
+
+
 def dirty_files(path: Path) -> list[str]:
-    return [line[3:] for line in git(path, "status", "--porcelain", "--untracked-files=all").splitlines()]
+    """Uncommitted changes as `path (what)`, e.g. `README.md (modified)`, `notes.txt (untracked)`."""
+    entries = []
+    for line in git(path, "status", "--porcelain", "--untracked-files=all").splitlines():
+        code, name = line[:2], line[3:]
+        state = next((_STATES[c] for c in (code[1], code[0]) if c in _STATES), "changed")
+        entries.append(f"{name} ({state})")
+    return entries

@@ -25,6 +25,11 @@ class Part:
     answers: dict[str, Any]
 
     @property
+    def ref(self) -> str:
+        """The template version as recorded (a git tag such as "v0.1.0")."""
+        return str(self.answers.get("_commit") or "")
+
+    @property
     def version(self) -> str | None:
         commit = str(self.answers.get("_commit") or "")
         return commit[1:] if commit.startswith("v") else commit or None

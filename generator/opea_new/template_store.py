@@ -10,16 +10,24 @@ handed to copier as a git bundle at a path that is the same on every machine:
 
 Each release's commit is built from the packaged template files with fixed
 author, date and no parent, so the same templates give the same commit id on
-every machine. The bundle keeps every version materialised on this machine;
-opea-new (re)creates it whenever it renders or updates.
+every machine. Older releases travel with the package: `template_history/`
+(next to this module) holds one bundle per template with a tag for every
+released version, added by `python -m opea_new.template_store record-release`
+when a version is cut. On every run opea-new imports those tags and the
+current version into the cache repository and (re)writes the bundle, so a
+project made by any earlier release can be updated on any machine, offline.
+Plain `copier update` needs the bundle to exist: any opea-new command that
+renders or updates (or `opea-new update --dry-run`) creates it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +42,7 @@ CACHE_LOCATION = "~/.cache/opea-new/templates"
 # Test and release hooks: render from another template folder / under another version.
 TEMPLATES_DIR_ENV = "OPEA_NEW_TEMPLATES_DIR"
 TEMPLATE_VERSION_ENV = "OPEA_NEW_TEMPLATE_VERSION"
+TEMPLATE_HISTORY_ENV = "OPEA_NEW_TEMPLATE_HISTORY"
 
 _FIXED_IDENTITY = {
     "GIT_AUTHOR_NAME": "opea-new",
@@ -62,6 +71,29 @@ class TemplateSource:
     def bundle_path(self) -> Path:
         return Path(self.url).expanduser()
 
+    @property
+    def repository(self) -> Path:
+        """The bare repository the bundle is written from (same folder, `.git` instead of `.bundle`)."""
+        return self.bundle_path.with_suffix(".git")
+
+    def has_version(self, ref: str) -> bool:
+        return bool(_git(self.repository, "rev-parse", "--verify", "--quiet", f"refs/tags/{ref}^{{commit}}",
+                         check=False))
+
+    def export(self, ref: str, destination: Path) -> None:
+        """Write the template files of version `ref` into `destination` (a plain folder, no git)."""
+        archive = subprocess.run(["git", f"--git-dir={self.repository}", "archive", "--format=tar",
+                                  f"refs/tags/{ref}"], capture_output=True)
+        if archive.returncode != 0:
+            raise TemplateStoreError(f"cannot read version {ref} of the {self.name} template from "
+                                     f"{self.repository}: {archive.stderr.decode(errors='replace').strip()}")
+        destination.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(destination, filter="data")
+            else:  # Python < 3.11.4; the archive is our own
+                tar.extractall(destination)  # noqa: S202
+
 
 def template_version() -> str:
     return os.environ.get(TEMPLATE_VERSION_ENV) or __version__
@@ -76,28 +108,60 @@ def source_dir() -> Path:
     return Path(override) if override else templates_root()
 
 
+def history_dir() -> Path:
+    """The packaged bundles of released template versions."""
+    override = os.environ.get(TEMPLATE_HISTORY_ENV)
+    return Path(override) if override else Path(__file__).resolve().parent / "template_history"
+
+
 def ensure_templates() -> dict[str, TemplateSource]:
     """Make sure every template's bundle holds the current version; return their sources."""
     version = template_version()
     cache = Path(CACHE_LOCATION).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     sources = {}
+    history = history_dir()
     with _locked(cache / ".lock"):
         for name in TEMPLATE_NAMES:
-            _materialise(source_dir() / name, cache / f"{name}.git", cache / f"{name}.bundle", version)
+            repo = cache / f"{name}.git"
+            template = source_dir() / name
+            if not (template / "copier.yml").is_file():
+                raise TemplateStoreError(f"{template} is not a copier template (no copier.yml)")
+            if not repo.exists():
+                _git(repo, "init", "--quiet", "--bare")
+            imported = _import_history(repo, history / f"{name}.bundle", version_tag(version))
+            _materialise(template, repo, cache / f"{name}.bundle", version, rebundle=imported)
             sources[name] = TemplateSource(name, f"{CACHE_LOCATION}/{name}.bundle", version_tag(version))
     return sources
 
 
-def _materialise(template: Path, repo: Path, bundle: Path, version: str) -> None:
-    if not (template / "copier.yml").is_file():
-        raise TemplateStoreError(f"{template} is not a copier template (no copier.yml)")
-    if not repo.exists():
-        _git(repo, "init", "--quiet", "--bare")
+def _import_history(repo: Path, history: Path, current_tag: str) -> bool:
+    """Copy the released versions' tags from the packaged history; True when something changed."""
+    if not history.is_file():
+        return False
+    changed = False
+    for line in _git(repo, "bundle", "list-heads", str(history)).splitlines():
+        commit, _, ref = line.partition(" ")
+        if not ref.startswith("refs/tags/") or ref == f"refs/tags/{current_tag}":
+            continue  # the installed version always comes from the installed files
+        existing = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        if existing == commit:
+            continue
+        if existing:
+            _git(repo, "update-ref", f"refs/superseded/{ref[len('refs/tags/'):]}/{existing}", existing)
+        _git(repo, "fetch", "--quiet", "--no-tags", str(history), f"+{ref}:{ref}")
+        changed = True
+    return changed
+
+
+def _materialise(template: Path, repo: Path, bundle: Path, version: str, *, rebundle: bool = False) -> None:
     tree = _tree_of(template, repo)
     tag = version_tag(version)
     tagged_tree = _git(repo, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{tree}}", check=False)
-    if tagged_tree == tree and bundle.is_file():
+    if tagged_tree == tree and bundle.is_file() and not rebundle:
+        return
+    if tagged_tree == tree:
+        _write_bundle(repo, bundle, ["--all"])
         return
     if tagged_tree and tagged_tree != tree:
         # Templates changed without a version bump (a development checkout): keep the
@@ -107,13 +171,45 @@ def _materialise(template: Path, repo: Path, bundle: Path, version: str) -> None
     commit = _git(repo, "commit-tree", tree, "-m", f"{template.name} template of opea-new {version}",
                   env=_FIXED_IDENTITY)
     _git(repo, "tag", "--force", tag, commit)
+    _write_bundle(repo, bundle, ["--all"])
+
+
+def _write_bundle(repo: Path, bundle: Path, refs: list[str]) -> None:
+    bundle.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=bundle.parent, prefix=f".{bundle.name}.", delete=False) as tmp:
         pass
     try:
-        _git(repo, "bundle", "create", "--quiet", tmp.name, "--all")
+        _git(repo, "bundle", "create", "--quiet", tmp.name, *refs)
         os.replace(tmp.name, bundle)
     finally:
         Path(tmp.name).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- releases
+
+
+def record_release(history: Path | None = None) -> list[Path]:
+    """Add the installed templates, as the installed version, to the packaged history.
+
+    A release step: run it once when a version is cut and commit the bundles, so every
+    later opea-new can still render this version's templates (the base of a 3-way update).
+    The history keeps the releases it already had plus this one; nothing else from the
+    local cache (development or test versions) leaks in.
+    """
+    history = history or history_dir()
+    history.mkdir(parents=True, exist_ok=True)
+    sources = ensure_templates()
+    written = []
+    for name, source in sources.items():
+        bundle = history / f"{name}.bundle"
+        released = set()
+        if bundle.is_file():
+            released = {line.partition(" ")[2] for line in
+                        _git(source.repository, "bundle", "list-heads", str(bundle)).splitlines()}
+        refs = sorted({ref for ref in released if ref.startswith("refs/tags/")} | {f"refs/tags/{source.ref}"})
+        _write_bundle(source.repository, bundle, refs)
+        written.append(bundle)
+    return written
 
 
 def _tree_of(template: Path, repo: Path) -> str:
@@ -146,3 +242,21 @@ def _locked(lock_file: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m opea_new.template_store",
+                                     description="Maintain opea-new's packaged template history.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    record = commands.add_parser("record-release", help="add the installed templates as the installed version")
+    record.add_argument("--history", type=Path, default=None, help=f"default: {history_dir()}")
+    args = parser.parse_args(argv)
+    for bundle in record_release(args.history):
+        print(f"{bundle}: {version_tag(template_version())} recorded")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,28 +1,48 @@
 """Change a generated project: update it to the installed templates, add or remove a service.
 
-Every change runs in a scratch clone (see workspace.py), part by part in a
-fixed order — root, compose, then each service — and is applied to the real
-project only when all of it worked. User-owned files are never rendered over
-(`_skip_if_exists` in the templates); template-owned files the user edited are
-3-way merged by copier, and real conflicts stay as inline markers.
+Every change is a list of part changes: one template instance (root, compose,
+a service) going from what rendered it last time — a template version and its
+answers — to what should render it now. For each part both are rendered into
+scratch folders and every file is 3-way merged into a scratch clone of the
+project (workspace.py):
+
+* base = the old version with the old answers (what the user started from),
+* theirs = the new version with the new answers,
+* ours = the project's file (with the user's edits).
+
+Untouched files take the template's new content, files only the user changed
+keep the user's, files both changed are merged with `git merge-file`; a real
+conflict is left as copier's inline markers (`<<<<<<< before updating` …
+`>>>>>>> after updating`). User-owned files (`_skip_if_exists` in a template's
+copier.yml) are created when missing and never written over; files the user
+added are never touched. Parts go in a fixed order — root, compose, then each
+service — and the real project receives the result only when all of it worked.
+
+copier's own `update` does the same 3-way merge (and plain `copier update`
+keeps working on these projects); doing it here renders each part twice
+instead of three times and gives an exact per-file report for `--dry-run`.
 """
 
 from __future__ import annotations
 
-import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from packaging.version import InvalidVersion, Version
 
 from . import gitutil, render
 from .project import Part, Project
-from .template_store import TemplateSource, ensure_templates, template_version
+from .template_store import TemplateSource, ensure_templates, template_version, version_tag
 from .workspace import FileChange, Workspace
 
 if TYPE_CHECKING:
     from .spec import Pipeline
+
+MARKER_LABELS = ("before updating", "last update", "after updating")  # copier's inline conflict labels
 
 
 class UpdateRefused(Exception):
@@ -34,7 +54,8 @@ class ChangeReport:
     changes: list[FileChange] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)  # user files left in place on remove
+    kept: list[str] = field(default_factory=list)  # files of a removed service left in place (user's)
+    leftovers: list[str] = field(default_factory=list)  # folders of removed services that still exist
     applied: bool = False
 
     @property
@@ -42,52 +63,89 @@ class ChangeReport:
         return [change.path for change in self.changes if change.status == "conflict"]
 
 
+@dataclass(frozen=True)
+class Rendering:
+    """What renders a part: a template version and the answers given to it."""
+
+    ref: str
+    answers: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PartChange:
+    template: str
+    path: str  # folder relative to the project root; "." for the root parts
+    answers_file: str
+    old: Rendering | None  # None: the part is new
+    new: Rendering | None  # None: the part is removed
+    step: str  # one line for the report
+
+
 # ---------------------------------------------------------------- checks
 
 
 def check_project(root: Path) -> Project:
+    """The project at `root` if it can be changed; UpdateRefused (or ProjectError) saying why not."""
     project = Project.open(root)
-    if not gitutil.is_repository(project.root):
-        raise UpdateRefused(f"{project.root} is not the root of a git repository; copier updates need one")
-    dirty = gitutil.dirty_files(project.root)
-    if dirty:
-        shown = ", ".join(dirty[:8]) + (f" and {len(dirty) - 8} more" if len(dirty) > 8 else "")
-        raise UpdateRefused(f"the git tree of {project.root} has uncommitted changes: {shown}; "
-                            "commit or stash them first")
     installed = Version(template_version())
     for part in project.parts:
         try:
             version = Version(part.version or "")
         except InvalidVersion as error:
-            raise UpdateRefused(f"{part.path}/{part.answers_file}: unreadable template version "
-                                f"{part.answers.get('_commit')!r}") from error
+            raise UpdateRefused(f"{_where(part)}: unreadable template version {part.answers.get('_commit')!r}"
+                                ) from error
         if version > installed:
-            raise UpdateRefused(f"{part.label} was generated by templates v{version}, newer than the installed "
-                                f"opea-new {installed}; upgrade opea-new first")
+            raise UpdateRefused(f"{_where(part)} was generated by templates v{version}, newer than the installed "
+                                f"opea-new {installed}; upgrade opea-new first (pip install -U opea-new)")
+    if not gitutil.is_repository(project.root):
+        raise UpdateRefused(f"{project.root} is not the root of a git repository; opea-new changes a project "
+                            "in git so you can review and undo them (git init && git add -A && git commit)")
+    dirty = gitutil.dirty_files(project.root)
+    if dirty:
+        shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
+        raise UpdateRefused(f"{project.root} has uncommitted changes: {shown}; commit or stash them first")
     return project
 
 
 def require_current(project: Project) -> None:
-    stale = [part.label for part in project.parts if part.version != template_version()]
+    stale = [f"{part.label} (v{part.version})" for part in project.parts if part.version != template_version()]
     if stale:
-        raise UpdateRefused(f"the project uses older templates ({', '.join(stale)}); "
-                            "run `opea-new update` and commit before adding or removing services")
+        raise UpdateRefused(f"the project uses older templates than the installed v{template_version()}: "
+                            f"{', '.join(stale)}; run `opea-new update`, commit, then add or remove services")
+
+
+def recorded_pipeline(project: Project) -> Pipeline:
+    from .spec import Pipeline, SpecError
+
+    try:
+        return Pipeline.from_answers(project.root_part.answers)
+    except SpecError as error:
+        details = "; ".join(f"{p.location}: {p.message}" if p.location else p.message for p in error.problems)
+        raise UpdateRefused(f"{_where(project.root_part)} does not hold a valid pipeline: {details}") from None
 
 
 # ---------------------------------------------------------------- operations
 
 
 def update(root: Path, *, dry_run: bool = False) -> ChangeReport:
+    """Bring every part older than the installed templates to them: root, compose, then each service."""
     project = check_project(root)
+    stale = [part for part in project.parts if part.version != template_version()]
+    if not stale:
+        return ChangeReport()
+    pipeline = recorded_pipeline(project)
     sources = ensure_templates()
-    with Workspace(project.root) as work:
-        report = ChangeReport()
-        for part in project.parts:
-            if part.version == template_version():
-                continue
-            _update_part(work, part, sources, data=None)
-            report.steps.append(f"updated {part.label} v{part.version} → v{template_version()}")
-        return _finish(work, report, dry_run)
+    target = version_tag(template_version())
+    changes = []
+    for part in stale:
+        _require_known_version(sources[part.template], part)
+        changes.append(PartChange(
+            part.template, part.path, part.answers_file,
+            old=Rendering(part.ref, part.user_answers()),
+            new=Rendering(target, _answers_now(part, pipeline)),
+            step=f"updated {part.label} v{part.version} → v{template_version()}",
+        ))
+    return _run(project, sources, changes, dry_run=dry_run)
 
 
 def change_pipeline(root: Path, new: Pipeline, *, dry_run: bool = False, force: bool = False) -> ChangeReport:
@@ -95,101 +153,196 @@ def change_pipeline(root: Path, new: Pipeline, *, dry_run: bool = False, force: 
     project = check_project(root)
     require_current(project)
     sources = ensure_templates()
+    ref = version_tag(template_version())
+    changes = [_same_version(project.root_part, ref, render.root_answers(new),
+                             "rewired the megaservice, its tests and the README")]
+    changes += [_same_version(part, ref, render.compose_answers(new), "rewired compose.yaml and .env.example")
+                for part in project.parts if part.template == "compose"]
     existing = project.services()
     wanted = {service.name: service for service in render.generated_services(new)}
-    with Workspace(project.root) as work:
-        report = ChangeReport()
-        _update_part(work, project.root_part, sources, data=render.root_answers(new))
-        report.steps.append("rewired the megaservice, tests and README")
-        for part in project.parts:
-            if part.template == "compose":
-                _update_part(work, part, sources, data=render.compose_answers(new))
-                report.steps.append("rewired compose.yaml and .env.example")
-        for name, service in wanted.items():
-            if name in existing:
-                continue
-            render.copy_template(sources["microservice"], work.root / render.service_dir(name),
-                                 render.microservice_answers(new, service))
-            work.commit_step(f"add service {name}")
-            report.steps.append(f"added {render.service_dir(name)}/")
-        for name, part in existing.items():
-            if name in wanted:
-                continue
-            report.kept += _remove_service(work, part, sources, force=force)
-            work.commit_step(f"remove service {name}")
-            report.steps.append(f"removed {part.path}/")
-        return _finish(work, report, dry_run)
-
-
-# ---------------------------------------------------------------- steps
-
-
-def _update_part(work: Workspace, part: Part, sources: dict[str, TemplateSource], data: dict[str, Any] | None
-                 ) -> None:
-    from copier import run_update
-
-    source = sources[part.template]
-    run_update(
-        work.root / part.path,
-        data=data or {},
-        answers_file=part.answers_file,
-        vcs_ref=source.ref,
-        defaults=True,
-        overwrite=True,
-        quiet=True,
-        conflict="inline",
-        skip_answered=data is None,
-    )
-    work.commit_step(f"update {part.label}")
-
-
-def _remove_service(work: Workspace, part: Part, sources: dict[str, TemplateSource], *, force: bool
-                    ) -> list[str]:
-    """Delete a service's template-owned files; keep the user's unless forced. Returns kept paths."""
-    folder = work.root / part.path
-    owned = _template_files(sources["microservice"], part)
-    kept = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if force or relative in owned.generated:
-            path.unlink()
+    for name, service in wanted.items():
+        answers = render.microservice_answers(new, service)
+        if name in existing:
+            changes.append(_same_version(existing[name], ref, answers, f"rewired {existing[name].path}/"))
         else:
-            kept.append(f"{part.path}/{relative}")
-    for directory in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
-        if not any(directory.iterdir()):
-            directory.rmdir()
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-    return kept
+            changes.append(PartChange("microservice", render.service_dir(name), render.ROOT_ANSWERS, old=None,
+                                      new=Rendering(ref, answers), step=f"added {render.service_dir(name)}/"))
+    for name, part in existing.items():
+        if name not in wanted:
+            changes.append(PartChange(part.template, part.path, part.answers_file,
+                                      old=Rendering(part.ref, part.user_answers()), new=None,
+                                      step=f"removed {part.path}/"))
+    changes = [change for change in changes if change.old != change.new]
+    return _run(project, sources, changes, dry_run=dry_run, force=force)
 
 
-@dataclass(frozen=True)
-class _Rendered:
-    generated: set[str]  # template-owned: safe to delete
-    user_owned: set[str]
+def _same_version(part: Part, ref: str, answers: dict[str, Any], step: str) -> PartChange:
+    return PartChange(part.template, part.path, part.answers_file, old=Rendering(part.ref, part.user_answers()),
+                      new=Rendering(ref, answers), step=step)
 
 
-def _template_files(source: TemplateSource, part: Part) -> _Rendered:
-    import tempfile
-
-    from copier import run_copy
-
-    with tempfile.TemporaryDirectory(prefix="opea-new-render-") as scratch:
-        worker = run_copy(source.url, scratch, data=part.user_answers(), vcs_ref=source.ref, defaults=True,
-                          overwrite=True, quiet=True)
-        user_owned = set(worker.template.skip_if_exists)
-        files = {p.relative_to(scratch).as_posix() for p in Path(scratch).rglob("*") if p.is_file()}
-    user = {path for path in files if path in user_owned}
-    return _Rendered(files - user, user)
+def _answers_now(part: Part, pipeline: Pipeline) -> dict[str, Any]:
+    """A part's answers as the installed generator derives them from the recorded pipeline."""
+    if part.template == "megaservice":
+        return render.root_answers(pipeline)
+    if part.template == "compose":
+        return render.compose_answers(pipeline)
+    name = part.answers.get("service_name")
+    service = next((s for s in render.generated_services(pipeline) if s.name == name), None)
+    return render.microservice_answers(pipeline, service) if service else part.user_answers()
 
 
-def _finish(work: Workspace, report: ChangeReport, dry_run: bool) -> ChangeReport:
-    report.changes = work.changes()
-    report.unchanged = work.unchanged_files()
-    if not dry_run and report.changes:
-        work.apply()
-        report.applied = True
+def _require_known_version(source: TemplateSource, part: Part) -> None:
+    if not source.has_version(part.ref):
+        raise UpdateRefused(
+            f"{_where(part)} was generated by {source.name} templates {part.ref}, which this opea-new does not "
+            f"have (its history: {source.repository}); install the opea-new release that generated it, or a "
+            "newer release that ships its templates")
+
+
+def _where(part: Part) -> str:
+    return (PurePosixPath(part.path) / part.answers_file).as_posix()
+
+
+# ---------------------------------------------------------------- the merge
+
+
+def _run(project: Project, sources: dict[str, TemplateSource], changes: list[PartChange], *, dry_run: bool,
+         force: bool = False) -> ChangeReport:
+    report = ChangeReport()
+    if not changes:
+        return report
+    with Workspace(project.root) as work, render.TemplateTrees(sources) as trees:
+        for change in changes:
+            report.kept += _merge_part(work, trees, change, force=force)
+            report.steps.append(change.step)
+        work.commit("opea-new: " + "; ".join(report.steps))
+        report.changes = work.changes()
+        report.unchanged = work.unchanged_files(report.changes)
+        if not dry_run and report.changes:
+            work.apply()
+            report.applied = True
+    if report.applied:
+        report.leftovers = [f"{change.path}/" for change in changes
+                            if change.new is None and (project.root / change.path).exists()]
     return report
 
 
-__all__ = ["ChangeReport", "UpdateRefused", "change_pipeline", "check_project", "update", "shutil"]
+def _merge_part(work: Workspace, trees: render.TemplateTrees, change: PartChange, *, force: bool) -> list[str]:
+    """Bring one part from its old rendering to its new one inside the workspace; returns kept paths."""
+    folder = work.root / change.path
+    with tempfile.TemporaryDirectory(prefix="opea-new-part-") as scratch:
+        base = Path(scratch, "base")
+        theirs = Path(scratch, "theirs")
+        user_owned: Callable[[str], bool] = lambda path: False  # noqa: E731
+        if change.old:
+            user_owned = render.render_part(trees, change.template, change.old.ref, base, change.old.answers,
+                                            change.answers_file)
+        if change.new:
+            user_owned = render.render_part(trees, change.template, change.new.ref, theirs, change.new.answers,
+                                            change.answers_file)
+        if change.new is None:
+            return _remove_part(work, change, base, user_owned, force=force)
+        for relative in sorted(_files(base) | _files(theirs)):
+            where = (PurePosixPath(change.path) / relative).as_posix()
+            outcome = _merge_file(folder / relative, base / relative, theirs / relative,
+                                  answers=relative == change.answers_file, user_owned=user_owned(relative))
+            if outcome == "conflict":
+                work.conflicts.add(where)
+            elif outcome == "merged":
+                work.merged.add(where)
+    return []
+
+
+def _merge_file(ours: Path, base: Path, theirs: Path, *, answers: bool, user_owned: bool) -> str | None:
+    """3-way merge of one file in place; returns what happened (None: left as it was)."""
+    in_base, in_theirs, in_ours = base.is_file(), theirs.is_file(), ours.is_file() or ours.is_symlink()
+    if answers:  # the template's record of the part: always the new one
+        return _write(ours, theirs) if in_theirs else _delete(ours)
+    if user_owned:  # created once, never overwritten; recreated only when missing
+        return _write(ours, theirs) if in_theirs and not in_ours else None
+    if not in_ours:
+        # Never generated here, or the user deleted it on purpose (then it stays deleted).
+        return _write(ours, theirs) if in_theirs and not in_base else None
+    mine = ours.read_bytes()
+    if in_theirs and mine == theirs.read_bytes():
+        return _copy_mode(ours, theirs, base) if in_base else None
+    if in_base and mine == base.read_bytes():
+        return _write(ours, theirs) if in_theirs else _delete(ours)
+    if in_theirs and in_base and theirs.read_bytes() == base.read_bytes():
+        return None  # only the user changed it
+    # Both sides changed it (or added it, or the template dropped a file the user edited).
+    merged, conflicts = _merge_text(mine, base.read_bytes() if in_base else b"",
+                                    theirs.read_bytes() if in_theirs else b"")
+    if merged is None:  # binary: keep the user's file, report it
+        return "conflict"
+    ours.write_bytes(merged)
+    if in_theirs:
+        _copy_mode(ours, theirs, base)
+    return "conflict" if conflicts else "merged"
+
+
+def _merge_text(ours: bytes, base: bytes, theirs: bytes) -> tuple[bytes | None, bool]:
+    with tempfile.TemporaryDirectory(prefix="opea-new-merge-") as scratch:
+        paths = []
+        for name, content in (("ours", ours), ("base", base), ("theirs", theirs)):
+            path = Path(scratch, name)
+            path.write_bytes(content)
+            paths.append(str(path))
+        labels = [argument for label in MARKER_LABELS for argument in ("-L", label)]
+        result = subprocess.run(["git", "merge-file", "-p", *labels, *paths], capture_output=True)
+    if result.returncode < 0 or result.returncode > 127 or b"binary" in result.stderr.lower():
+        return None, True
+    return result.stdout, result.returncode > 0
+
+
+def _remove_part(work: Workspace, change: PartChange, base: Path, user_owned: Callable[[str], bool], *,
+                 force: bool) -> list[str]:
+    """Delete a removed service's files: the template's unless the user edited them; the user's only if forced."""
+    kept = []
+    folder = PurePosixPath(change.path)
+    for tracked in work.tracked_files(change.path):
+        relative = PurePosixPath(tracked).relative_to(folder).as_posix()
+        path, rendered = work.root / tracked, base / relative
+        untouched = rendered.is_file() and path.read_bytes() == rendered.read_bytes()
+        if force or relative == change.answers_file or (untouched and not user_owned(relative)):
+            path.unlink()
+        else:
+            kept.append(tracked)
+    return kept
+
+
+def _files(root: Path) -> set[str]:
+    if not root.is_dir():
+        return set()
+    return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file() or path.is_symlink()}
+
+
+def _write(target: Path, source: Path) -> str:
+    existed = target.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if existed and target.read_bytes() == source.read_bytes() and target.stat().st_mode == source.stat().st_mode:
+        return None
+    target.write_bytes(source.read_bytes())
+    target.chmod(source.stat().st_mode & 0o777)
+    return "updated" if existed else "new"
+
+
+def _delete(target: Path) -> str | None:
+    if not target.exists():
+        return None
+    target.unlink()
+    return "deleted"
+
+
+def _copy_mode(target: Path, theirs: Path, base: Path) -> str | None:
+    """Take the template's file mode unless the user changed it."""
+    mode = theirs.stat().st_mode & 0o777
+    current = target.stat().st_mode & 0o777
+    if mode != current and (not base.is_file() or current == base.stat().st_mode & 0o777):
+        target.chmod(mode)
+    return None
+
+
+__all__ = ["ChangeReport", "UpdateRefused", "change_pipeline", "check_project", "recorded_pipeline",
+           "require_current", "update"]

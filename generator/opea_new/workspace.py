@@ -1,9 +1,9 @@
-"""A scratch clone of a project where changes are made, inspected, then applied or dropped.
+"""A scratch clone of a project where a change is made, inspected, then applied or dropped.
 
-copier refuses to update a dirty repository, and a project has several parts
-that must be updated one after another. Doing every step in a scratch clone
-(committing after each) keeps the user's checkout untouched until the whole
-change succeeded; `--dry-run` simply never applies it.
+Every file a change writes lands in the clone first; the real project only
+receives the finished result, as one `git apply` of the clone's diff (all or
+nothing), and only when the caller asks for it. `--dry-run` is the same run
+without that last step, so its plan is exactly what the real run would do.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from pathlib import Path
 from .gitutil import git
 
 CONFLICT_MARKERS = (b"<<<<<<< before updating", b">>>>>>> after updating")
+STATUSES = ("new", "updated", "conflict", "deleted")
 
 
 @dataclass(frozen=True)
 class FileChange:
     path: str
     status: str  # new | updated | conflict | deleted
+    merged: bool = False  # updated by combining the user's edits with the template's
 
 
 class Workspace:
@@ -33,6 +35,7 @@ class Workspace:
         git(self._tmp, "clone", "--quiet", "--no-hardlinks", str(project), str(self.root))
         self.base = git(self.root, "rev-parse", "HEAD").strip()
         self.conflicts: set[str] = set()
+        self.merged: set[str] = set()
 
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -43,29 +46,27 @@ class Workspace:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def commit_step(self, message: str) -> None:
-        """Record one step so the next copier run sees a clean tree; remember conflicts."""
-        changed = git(self.root, "status", "--porcelain", "--untracked-files=all").splitlines()
-        for line in changed:
-            path = line[3:].split(" -> ")[-1].strip('"')
-            if _has_conflict_markers(self.root / path):
-                self.conflicts.add(path)
+    def tracked_files(self, folder: str = ".") -> list[str]:
+        """Files git tracks under `folder`, relative to the project root."""
+        return git(self.root, "ls-files", "-z", "--", folder).split("\0")[:-1]
+
+    def commit(self, message: str) -> None:
         git(self.root, "add", "--all")
         git(self.root, "commit", "--quiet", "--no-verify", "--allow-empty", "-m", message)
 
     def changes(self) -> list[FileChange]:
         status = {"A": "new", "M": "updated", "D": "deleted", "T": "updated"}
-        out = git(self.root, "diff", "--name-status", "--no-renames", self.base, "HEAD")
+        out = git(self.root, "diff", "--name-status", "--no-renames", "-z", self.base, "HEAD")
+        fields = out.split("\0")[:-1]
         changes = []
-        for line in out.splitlines():
-            code, path = line.split("\t", 1)
-            kind = "conflict" if path in self.conflicts and code[0] != "D" else status.get(code[0], "updated")
-            changes.append(FileChange(path, kind))
+        for code, path in zip(fields[::2], fields[1::2], strict=True):
+            kind = "conflict" if path in self.conflicts else status.get(code[0], "updated")
+            changes.append(FileChange(path, kind, merged=path in self.merged))
         return changes
 
-    def unchanged_files(self) -> list[str]:
-        changed = {change.path for change in self.changes()}
-        return [path for path in git(self.project, "ls-files").splitlines() if path not in changed]
+    def unchanged_files(self, changes: list[FileChange]) -> list[str]:
+        changed = {change.path for change in changes}
+        return [path for path in git(self.project, "ls-files", "-z").split("\0")[:-1] if path not in changed]
 
     def apply(self) -> None:
         """Apply everything done here to the real project, as uncommitted changes."""
@@ -76,7 +77,7 @@ class Workspace:
                            check=True, capture_output=True)
 
 
-def _has_conflict_markers(path: Path) -> bool:
+def has_conflict_markers(path: Path) -> bool:
     if not path.is_file():
         return False
     with path.open("rb") as handle:

@@ -15,7 +15,13 @@ _STYLE = {"new": "green", "updated": "cyan", "conflict": "bold red", "deleted": 
 
 
 def run_change(change: Callable[[], ChangeReport], *, project: Path, dry_run: bool, nothing: str,
-               show_unchanged: bool | None = None) -> None:
+               summary: list[str] | None = None) -> None:
+    """Run `change`, print every file it touches (all files on --dry-run), exit 1 on conflicts.
+
+    Refusals (not a project, dirty tree, newer templates…) exit 2; a failure while
+    working exits 1. Either way the project itself was not touched: the work happens
+    in a scratch clone and reaches the project in one `git apply` at the very end.
+    """
     import subprocess
 
     import typer
@@ -24,46 +30,61 @@ def run_change(change: Callable[[], ChangeReport], *, project: Path, dry_run: bo
 
     from ..gitutil import GitError
     from ..project import ProjectError
+    from ..render import RenderError
     from ..template_store import TemplateStoreError
     from ..updater import UpdateRefused
 
     try:
         report = change()
-    except (ProjectError, UpdateRefused) as error:
+    except ProjectError as error:
+        fail_usage(f"{error}; nothing was changed", hint="run this inside a generated project, or pass --project DIR")
+    except UpdateRefused as error:
         fail_usage(f"{error}; nothing was changed")
-    except (TemplateStoreError, CopierError, GitError, ProcessExecutionError,
+    except (TemplateStoreError, RenderError, CopierError, GitError, ProcessExecutionError,
             subprocess.CalledProcessError) as error:
-        # Failures inside the scratch clone: the project itself was not touched.
-        fail(f"{error}; nothing was changed")
-    _print_report(report, project, dry_run, nothing, dry_run if show_unchanged is None else show_unchanged)
+        detail = getattr(error, "stderr", None)
+        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else detail
+        fail(f"{error}; nothing was changed", details=[line for line in (detail or "").splitlines() if line][:10])
+    _print_report(report, project, dry_run, nothing, summary or [])
     if report.conflicts:
         raise typer.Exit(EXIT_FAILURE)
 
 
-def _print_report(report: ChangeReport, project: Path, dry_run: bool, nothing: str, show_unchanged: bool) -> None:
+def _print_report(report: ChangeReport, project: Path, dry_run: bool, nothing: str, summary: list[str]) -> None:
     from rich.console import Console
     from rich.markup import escape
 
     console = Console(highlight=False, soft_wrap=True)
-    for step in report.steps:
-        console.print(f"• {escape(step)}")
     if not report.changes:
         console.print(f"[green]✓[/] {escape(str(project))}: {nothing}")
         return
-    rows = [(change.status, change.path) for change in report.changes]
-    if show_unchanged:
-        rows += [("unchanged", path) for path in report.unchanged]
-    width = max(len(status) for status, _ in rows)
-    for status, path in sorted(rows, key=lambda row: (list(_STYLE).index(row[0]), row[1])):
-        console.print(f"  [{_STYLE[status]}]{status:<{width}}[/]  {escape(path)}")
-    for path in report.kept:
-        console.print(f"  [yellow]kept[/]  {escape(path)} (yours; --force deletes it)")
-    counts = {status: sum(1 for change in report.changes if change.status == status) for status in _STYLE}
-    summary = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
+    for step in report.steps:
+        console.print(f"• {escape(step)}")
+    for line in summary:
+        console.print(f"  {escape(line)}")
+    rows = [(change.status, change.path, " (merged with your edits)" if change.merged else "")
+            for change in report.changes]
     if dry_run:
-        console.print(f"[bold]Dry run:[/] {summary}; nothing was written.")
+        rows += [("unchanged", path, "") for path in report.unchanged]
+    width = max(len(status) for status, _, _ in rows)
+    for status, path, note in sorted(rows, key=lambda row: (list(_STYLE).index(row[0]), row[1])):
+        console.print(f"  [{_STYLE[status]}]{status:<{width}}[/]  {escape(path)}{note}")
+    for path in report.kept:
+        console.print(f"  [yellow]kept[/]  {escape(path)} (yours or edited by you; --force deletes it)")
+    for folder in report.leftovers:
+        console.print(f"  [yellow]note[/]  {escape(folder)} still exists: it holds files git ignores or you kept")
+    counts = {status: sum(1 for change in report.changes if change.status == status) for status in _STYLE}
+    if dry_run:
+        counts["unchanged"] = len(report.unchanged)
+    text = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
+    if dry_run:
+        verdict = f"; {len(report.conflicts)} would conflict" if report.conflicts else ""
+        console.print(f"[bold]Dry run:[/] {text}{verdict}. Nothing was written.")
     elif report.conflicts:
         console.print(f"[bold red]{len(report.conflicts)} conflict(s)[/] left as inline markers "
-                      "(<<<<<<< before updating … >>>>>>> after updating): resolve them, then commit.")
+                      "(<<<<<<< before updating … >>>>>>> after updating) in:")
+        for path in report.conflicts:
+            console.print(f"  {escape(path)}")
+        console.print("Resolve them, then review with `git diff` and commit.")
     else:
-        console.print(f"[green]✓[/] {summary}. Changes are left uncommitted: review with `git diff`, then commit.")
+        console.print(f"[green]✓[/] {text}. Changes are left uncommitted: review with `git diff`, then commit.")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .changes import run_change
 from .errors import fail_usage
-from .specs import load_project_or_fail, problem_lines
+from .specs import problem_lines
+
+if TYPE_CHECKING:
+    from ..spec import Pipeline
 
 
 def add_service(
@@ -24,57 +28,99 @@ def add_service(
     project: Path = typer.Option(Path("."), "--project", "-p", help="The generated project.", file_okay=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
 ) -> None:
-    """Add a microservice to a project and rewire the flow, compose, env, tests and README."""
+    """Add a microservice to a project and rewire the flow, compose, env, tests and README.
+
+    --after A --before B puts it between A and B (the A → B edge goes); --after A alone
+    puts it downstream of A, --before B alone upstream of B; with neither it is appended
+    to a single-chain flow. Changes are left uncommitted for review.
+    """
     from .. import catalog
     from ..spec import SpecError
 
-    pipeline = load_project_or_fail(project)
+    pipeline = _changeable_pipeline(project)
     after, before = list(after or []), list(before or [])
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    asked = False
     if type_ is None:
         if catalog.find(name):
-            type_ = name
+            type_ = catalog.find(name).name
         elif interactive:
             from .prompts import ask_type
 
-            type_ = ask_type(f"Type of {name}")
+            type_, asked = ask_type(f"Type of {name}"), True
         else:
-            fail_usage(f"{name!r} is not a service type, so its type must be given",
+            fail_usage(f"{name!r} is not a service type, so its type must be given; nothing was changed",
                        hint=f"pass --type, one of: {', '.join(catalog.names())}")
     if not after and not before and not pipeline.graph.is_chain() and interactive:
         from .prompts import ask_position
 
-        after, before = ask_position(pipeline, name)
+        (after, before), asked = ask_position(pipeline, name), True
+    if asked and port is None and image is None and catalog.find(type_):
+        from .prompts import ask_service_details
+
+        port, endpoint = ask_service_details(pipeline, name, type_, endpoint)
     try:
         grown = pipeline.add_service(name=name, type=type_, port=port, endpoint=endpoint, image=image,
                                      after=after, before=before)
     except SpecError as error:
-        fail_usage(f"cannot add {name!r}; nothing was changed",
-                   details=problem_lines(error))
+        fail_usage(f"cannot add {name!r}; nothing was changed", details=problem_lines(error))
 
     from ..updater import change_pipeline
 
     run_change(lambda: change_pipeline(project, grown, dry_run=dry_run), project=project, dry_run=dry_run,
-               nothing="nothing to change")
+               nothing="nothing to change", summary=_added_summary(grown, name))
 
 
 def remove_service(
     name: str = typer.Argument(..., help="The service to remove."),
     project: Path = typer.Option(Path("."), "--project", "-p", help="The generated project.", file_okay=False),
-    force: bool = typer.Option(False, "--force", help="Also delete the service's user-owned files."),
+    force: bool = typer.Option(False, "--force", help="Also delete the service's files you own or edited."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
 ) -> None:
-    """Remove a microservice, reconnecting its neighbours when the flow stays valid."""
+    """Remove a microservice, reconnecting its neighbours when the flow stays valid.
+
+    Files of the service that you own (app/backend.py), added or edited are kept unless --force.
+    """
     from ..spec import SpecError
 
-    pipeline = load_project_or_fail(project)
+    pipeline = _changeable_pipeline(project)
     try:
         shrunk = pipeline.remove_service(name)
     except SpecError as error:
-        fail_usage(f"cannot remove {name!r}; nothing was changed",
-                   details=problem_lines(error))
+        fail_usage(f"cannot remove {name!r}; nothing was changed", details=problem_lines(error))
 
     from ..updater import change_pipeline
 
     run_change(lambda: change_pipeline(project, shrunk, dry_run=dry_run, force=force), project=project,
-               dry_run=dry_run, nothing="nothing to change")
+               dry_run=dry_run, nothing="nothing to change", summary=_flow_summary(shrunk))
+
+
+def _changeable_pipeline(project: Path) -> Pipeline:
+    """The project's pipeline, after every check that refuses to change it (exit 2, nothing written)."""
+    from ..project import ProjectError
+    from ..updater import UpdateRefused, check_project, recorded_pipeline, require_current
+
+    try:
+        opened = check_project(project)
+        require_current(opened)
+        return recorded_pipeline(opened)
+    except ProjectError as error:
+        fail_usage(f"{error}; nothing was changed", hint="run this inside a generated project, or pass --project DIR")
+    except UpdateRefused as error:
+        fail_usage(f"{error}; nothing was changed")
+
+
+def _added_summary(pipeline: Pipeline, name: str) -> list[str]:
+    service = pipeline.service(name)
+    runs = f"image {service.image}" if service.image else "generated code"
+    graph = pipeline.graph
+    return [f"{name}: {service.type} on port {service.port}, {service.endpoint}, {runs}",
+            f"upstream: {', '.join(graph.predecessors(name)) or '(the request: an entry node)'}; "
+            f"downstream: {', '.join(graph.successors(name)) or '(a terminal node)'}",
+            *_flow_summary(pipeline)]
+
+
+def _flow_summary(pipeline: Pipeline) -> list[str]:
+    edges = [f"{e.source} → {e.target}" + ("" if e.condition == "success" else f" [{e.condition}]")
+             for e in pipeline.graph.edges]
+    return [f"flow: {', '.join(edges) if edges else '(a single service)'}"]

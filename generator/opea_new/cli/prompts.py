@@ -89,11 +89,28 @@ def _print_types() -> None:
 
 
 def ask_position(pipeline: Pipeline, name: str) -> tuple[list[str], list[str]]:
+    """Where a new service goes in a flow that is not a single chain: its upstream and downstream services."""
+    console.print(f"\nThe flow is not a single chain, so say where [bold]{escape(name)}[/] goes:")
     console.print(escape(pipeline.mermaid()))
     known = [service.name for service in pipeline.services]
-    after = _ask_names(f"Insert {name} after (comma-separated, empty for none)", known)
-    before = _ask_names("… and before (comma-separated, empty for none)", known)
-    return after, before
+    while True:
+        after = _ask_names(f"Insert {name} after (comma-separated, empty for none)", known)
+        before = _ask_names("… and before (comma-separated, empty for none; an edge after → before is replaced)",
+                            known)
+        if after or before:
+            return after, before
+        console.print("[red]Name at least one service it comes after or before.[/]")
+
+
+def ask_service_details(pipeline: Pipeline, name: str, type_name: str, endpoint: str | None) -> tuple[int, str]:
+    """Port and endpoint of a service being added, defaulting to the type's, refusing ports in use."""
+    info = catalog.get(type_name)
+    used = {service.port: service.name for service in pipeline.services}
+    used[pipeline.megaservice.port] = "the megaservice"
+    port = _ask_port(f"Port of {name}", catalog.next_free_port(info.default_port, set(used)), used)
+    if endpoint is None:
+        endpoint = Prompt.ask(f"Endpoint of {name}", default=info.default_endpoint)
+    return port, endpoint
 
 
 # ---------------------------------------------------------------- pieces
