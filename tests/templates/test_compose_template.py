@@ -227,7 +227,8 @@ def test_images_and_builds(rendered):
             assert definition["image"] == spec["image"]
             assert "build" not in definition
         else:
-            assert definition["image"] == f"${{REGISTRY:-opea}}/{dns(data['name'])}-{dns(spec['name'])}:${{TAG:-latest}}"
+            image = f"{dns(data['name'])}-{dns(spec['name'])}"
+            assert definition["image"] == f"${{REGISTRY:-opea}}/{image}:${{TAG:-latest}}"
             assert definition["build"]["context"] == f"./services/{dns(spec['name'])}"
             assert "dockerfile" not in definition["build"]
     mega = services["megaservice"]
@@ -242,6 +243,7 @@ def test_megaservice_finds_every_service_by_dns_name_and_waits_for_it(rendered):
     environment = mega["environment"]
     assert environment["MEGA_SERVICE_HOST"] == "0.0.0.0"
     assert environment["MEGA_SERVICE_PORT"] == str(data["megaservice"]["port"])
+    assert environment["MEGA_SERVICE_TIMEOUT"] == "${MEGA_SERVICE_TIMEOUT:-300}"
     for spec in data["services"]:
         assert environment[f"{prefix(spec['name'])}_SERVICE_HOST_IP"] == dns(spec["name"])
         assert environment[f"{prefix(spec['name'])}_SERVICE_PORT"] == str(spec["port"])
@@ -261,7 +263,7 @@ def test_microservices_listen_on_all_interfaces_of_their_container(rendered):
 def test_real_backend_variables_per_service(rendered):
     data, project = rendered
     services = compose_file(project)["services"]
-    backend_keys = {"LLM_ENDPOINT", "LLM_MODEL_ID", "LLM_API_KEY", "TEI_EMBEDDING_ENDPOINT"}
+    backend_keys = {"LLM_ENDPOINT", "LLM_MODEL_ID", "LLM_API_KEY", "TEI_EMBEDDING_ENDPOINT", "TEI_RERANKING_ENDPOINT"}
     for spec in data["services"]:
         environment = services[dns(spec["name"])]["environment"]
         p = prefix(spec["name"])
@@ -271,6 +273,8 @@ def test_real_backend_variables_per_service(rendered):
                         "LLM_API_KEY": f"${{{p}_API_KEY:-}}"}
         elif spec["type"].lower() == "embedding":
             expected = {"TEI_EMBEDDING_ENDPOINT": f"${{{p}_ENDPOINT:-}}"}
+        elif spec["type"].lower() == "rerank":
+            expected = {"TEI_RERANKING_ENDPOINT": f"${{{p}_ENDPOINT:-}}"}
         assert {k: v for k, v in environment.items() if k in backend_keys} == expected, spec["name"]
 
 
@@ -307,6 +311,21 @@ def test_env_example_is_commented(rendered):
             while block_start > 0 and lines[block_start - 1] and not lines[block_start - 1].startswith("#"):
                 block_start -= 1
             assert block_start > 0 and lines[block_start - 1].startswith("#"), line
+
+
+def test_env_example_as_env_changes_nothing(rendered):
+    """Its values are compose.yaml's defaults: `cp .env.example .env` alone gives the same model."""
+    _, project = rendered
+    config = [compose_binary(), "config", "--format", "json"]
+    shell = tuple(env_example_keys(project))  # the shell would win over .env: compare without it
+    without = run(config, project, unset=shell)
+    shutil.copy(project / ".env.example", project / ".env")
+    try:
+        with_env = run(config, project, unset=shell)
+    finally:
+        (project / ".env").unlink()
+    assert without.returncode == 0 and with_env.returncode == 0, without.stderr + with_env.stderr
+    assert json.loads(with_env.stdout) == json.loads(without.stdout)
 
 
 def test_env_example_values_are_accepted_by_compose(rendered):
