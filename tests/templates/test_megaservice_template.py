@@ -35,7 +35,8 @@ TYPED_STUBS = ("embedding", "retriever", "rerank", "llm", "guardrail")
 COMMON_FILES = {
     ".copier-answers.yml", ".dockerignore", ".gitignore", ".github/workflows/ci.yml", "Makefile", "README.md",
     "pyproject.toml", "requirements-dev.txt", "scripts/run_local.py",
-    "tests/conftest.py", "tests/test_pipeline.py", "tests/test_protocol.py", "tests/test_wiring.py",
+    "tests/conftest.py", "tests/test_docker.py", "tests/test_pipeline.py", "tests/test_protocol.py",
+    "tests/test_wiring.py",
     *(f"megaservice/{name}" for name in (
         "__init__.py", "__main__.py", "align.py", "app.py", "conditions.py", "hooks.py", "pipeline.py",
         "protocol.py", "runtime.py", "settings.py", "statistics.py", "Dockerfile", "requirements.txt")),
@@ -249,7 +250,7 @@ def test_requirements_per_runtime(rendered):
     expected = ["fastapi==0.124.0", "pydantic==2.11.7", "uvicorn==0.35.0", "aiohttp==3.12.15"]
     assert pins == (["opea-comps==1.5", *expected] if data["runtime"] == "comps" else expected)
     dev = [line for line in (project / "requirements-dev.txt").read_text().splitlines() if "==" in line]
-    assert {line.split("==")[0] for line in dev} == {"pytest", "httpx"}
+    assert {line.split("==")[0] for line in dev} == {"pytest", "httpx", "docker"}
 
 
 def test_runtime_py_imports_the_runtime(rendered):
