@@ -15,6 +15,7 @@ import pytest
 from engine import ComposeProject, Engine, EngineUnavailable, format_timings, start_engine
 
 _engine_timings: dict[str, float] = {}
+_notes: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,11 @@ def docker_engine() -> Iterator[Engine]:
     try:
         yield engine
     finally:
-        engine.stop()
+        _notes.extend(engine.notes)
+        try:
+            engine.prune_dangling_images()
+        finally:
+            engine.stop()
 
 
 @pytest.fixture
@@ -61,3 +66,5 @@ def _slug(text: str) -> str:
 def pytest_terminal_summary(terminalreporter) -> None:
     if _engine_timings:
         terminalreporter.write_line(f"docker engine start: {format_timings(_engine_timings)}")
+    for note in _notes:
+        terminalreporter.write_line(f"docker: {note}")

@@ -127,6 +127,7 @@ class Engine:
     docker_binary: str
     lock: TextIO | None = None  # held while dockerd runs: one dockerd per work dir
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # figures tests measured, printed after the session
 
     @property
     def socket(self) -> Path:
@@ -156,6 +157,14 @@ class Engine:
         """`docker compose ARGS` in `project_dir` (so its .env is read), against this engine."""
         return run([str(self.compose_binary), *args], cwd=Path(project_dir), timeout=timeout,
                    env=self.environment(), check=check)
+
+    def image_size(self, image: str) -> int:
+        """Bytes of an image's filesystem, its base image included."""
+        return int(self.docker("image", "inspect", "--format", "{{.Size}}", image).stdout.strip())
+
+    def prune_dangling_images(self) -> None:
+        """Untagged images earlier builds left (tagged ones stay: they are the layer cache)."""
+        self.docker("image", "prune", "--force", timeout=300, check=False)
 
     def answers(self) -> bool:
         version = self.docker("version", "--format", "{{.Server.Version}}", timeout=10, check=False)
@@ -258,15 +267,17 @@ class ComposeProject:
     def build(self, timeout: float = COMPOSE_TIMEOUT) -> subprocess.CompletedProcess[str]:
         return self.compose("build", timeout=timeout)
 
-    def up(self, wait_timeout: int = 180) -> subprocess.CompletedProcess[str]:
-        """Start every service and wait until each is running and healthy.
+    def up(self, wait_timeout: int = 180, *, build: bool = False,
+           build_timeout: float = COMPOSE_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        """Start every service (`--build`: building the images first) and wait until each is healthy.
 
         On failure the EngineError names the container compose gave up on
         ("exited (1)", "is unhealthy") and carries the project's logs.
         """
+        options = ["--build"] if build else []
         try:
-            return self.compose("up", "--detach", "--wait", "--wait-timeout", str(wait_timeout),
-                                timeout=wait_timeout + 60)
+            return self.compose("up", "--detach", *options, "--wait", "--wait-timeout", str(wait_timeout),
+                                timeout=wait_timeout + 60 + (build_timeout if build else 0))
         except EngineError as error:
             raise EngineError(f"{error}\n--- logs of {self.name} ---\n{self.logs()}") from None
 

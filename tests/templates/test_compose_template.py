@@ -487,3 +487,124 @@ def test_compose_script_refuses_a_compose_that_hides_failures(tmp_path):
     result = run(["bash", "tests/test_compose.sh"], project, {"COMPOSE": str(always_zero)})
     assert result.returncode == 2
     assert "exits 0 even for an unknown option" in result.stdout
+
+
+# ---------------------------------------------------------------- whole projects, as `opea-new` renders them
+#
+# The checks a reviewer runs on a generated project before any engine: hadolint on
+# every Dockerfile, `compose config`, the compose-spec schema, a healthcheck on every
+# service, ports on 127.0.0.1 unless PUBLISH_ADDRESS says otherwise, build contexts
+# that hold what their Dockerfile copies. tests/docker then builds and runs them.
+
+WHOLE_SPEC = {
+    "name": "whole_app",
+    "megaservice": {"port": 18890, "endpoint": "/v1/whole"},
+    "services": [
+        {"name": "guard_in", "type": "guardrail", "port": 19090},
+        {"name": "embedding", "type": "embedding", "port": 16000},
+        {"name": "retriever", "type": "retriever", "port": 17000},
+        {"name": "rerank", "type": "rerank", "port": 18000},
+        {"name": "echo_service", "type": "undefined", "port": 17001, "endpoint": "/v1/echo"},
+        {"name": "published", "type": "undefined", "port": 17002, "image": "opea/published:1.5"},
+        {"name": "llm", "type": "llm", "port": 19000},
+    ],
+}
+
+
+@pytest.fixture(params=["lite", "comps"], scope="module")
+def whole_project(request, tmp_path_factory) -> tuple[dict[str, Any], Path]:
+    from tests.conftest import run_cli
+
+    directory = tmp_path_factory.mktemp(f"whole-{request.param}")
+    spec_file = directory / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(WHOLE_SPEC, sort_keys=False))
+    output = directory / "project"
+    result = run_cli("megaservice", "--spec", spec_file, "--output", output, "--runtime", request.param,
+                     cwd=directory)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return yaml.safe_load((output / ".copier-answers.yml").read_text()), output
+
+
+def test_whole_project_dockerfiles_pass_hadolint(whole_project):
+    data, project = whole_project
+    dockerfiles = sorted(project.rglob("Dockerfile"))
+    generated = [s for s in data["services"] if not s["image"]]
+    assert len(dockerfiles) == len(generated) + 1  # one per generated microservice, one for the megaservice
+    result = run([tool("hadolint"), "--failure-threshold", "warning", *map(str, dockerfiles)], project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_whole_project_compose_config_and_schema_pass(whole_project):
+    _, project = whole_project
+    result = run([compose_binary(), "config", "-q"], project)
+    assert result.returncode == 0, result.stderr
+    result = run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "compose.yaml"], project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_whole_project_every_service_has_a_healthcheck_and_publishes_on_localhost(whole_project):
+    data, project = whole_project
+    result = run([compose_binary(), "config", "--format", "json"], project, unset=("PUBLISH_ADDRESS",))
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert set(services) == {dns(s["name"]) for s in data["services"]} | {"megaservice"}
+    for name, definition in services.items():
+        assert definition["healthcheck"]["test"][:3] == ["CMD", "python", "-c"], name
+        assert {port["host_ip"] for port in definition["ports"]} == {"127.0.0.1"}, name
+    assert set(services["megaservice"]["depends_on"]) == set(services) - {"megaservice"}
+    assert {d["condition"] for d in services["megaservice"]["depends_on"].values()} == {"service_healthy"}
+
+
+def test_whole_project_build_contexts_hold_what_dockerfiles_copy(whole_project):
+    data, project = whole_project
+    services = compose_file(project)["services"]
+    for name, definition in services.items():
+        if "build" not in definition:
+            assert definition["image"] == next(s["image"] for s in data["services"] if dns(s["name"]) == name)
+            continue
+        context = project / definition["build"]["context"]
+        dockerfile = context / definition["build"].get("dockerfile", "Dockerfile")
+        assert dockerfile.is_file(), name
+        assert (context / ".dockerignore").is_file(), name
+        for line in dockerfile.read_text().splitlines():
+            if line.startswith("COPY "):
+                source = line.split()[1]
+                assert (context / source).exists(), (name, line)
+
+
+def test_whole_project_keeps_secrets_out_of_git(whole_project):
+    _, project = whole_project
+    assert ".env" in (project / ".gitignore").read_text().splitlines()
+    assert not (project / ".env").exists()
+    tracked = subprocess.run(["git", "ls-files"], cwd=project, capture_output=True, text=True, check=True).stdout
+    assert ".env.example" in tracked.splitlines() and ".env" not in tracked.splitlines()
+    assert "HF_TOKEN" not in (project / ".copier-answers.yml").read_text()
+
+
+def test_whole_project_docker_test_skips_with_its_reason_without_an_engine(whole_project, tmp_path):
+    _, project = whole_project
+    environment = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "PYTEST_ADDOPTS": ""}
+    command = [sys.executable, "-m", "pytest", "-m", "docker", "-p", "no:cacheprovider", "-q", "-rs",
+               "tests/test_docker.py"]
+    result = subprocess.run(command, cwd=project, env={**os.environ, **environment}, capture_output=True,
+                            text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "skipped" in output and f"no Docker engine reachable at unix://{tmp_path}/no-engine.sock" in output, output
+
+
+def test_whole_project_make_test_leaves_the_docker_tests_out(whole_project):
+    """`make test` runs `pytest tests`: the docker tests are deselected there, selected by `-m docker`."""
+    _, project = whole_project
+
+    def collect(*options: str) -> str:
+        command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *options,
+                   "tests/test_docker.py"]
+        result = subprocess.run(command, cwd=project, env={**os.environ, "PYTEST_ADDOPTS": ""},
+                                capture_output=True, text=True, timeout=300)
+        return result.stdout + result.stderr
+
+    by_default = collect()
+    assert "test_docker.py::" not in by_default and "deselected" in by_default, by_default
+    on_request = collect("-m", "docker")
+    assert "test_docker.py::test_every_service_runs_healthy" in on_request, on_request
