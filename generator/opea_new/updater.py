@@ -130,11 +130,11 @@ def recorded_pipeline(project: Project) -> Pipeline:
 def update(root: Path, *, dry_run: bool = False) -> ChangeReport:
     """Bring every part older than the installed templates to them: root, compose, then each service."""
     project = check_project(root)
+    sources = ensure_templates()  # also when up to date: plain `copier update` needs the bundles
     stale = [part for part in project.parts if part.version != template_version()]
     if not stale:
         return ChangeReport()
     pipeline = recorded_pipeline(project)
-    sources = ensure_templates()
     target = version_tag(template_version())
     changes = []
     for part in stale:

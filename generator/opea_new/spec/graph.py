@@ -92,8 +92,9 @@ class Graph:
     def insert(self, node: str, after: list[str], before: list[str]) -> Graph:
         """The graph with `node` added downstream of `after` and upstream of `before`.
 
-        An edge a → b with a in `after` and b in `before` is replaced by a → node → b.
-        With neither, `node` is appended to the end of a single chain.
+        An edge a → b with a in `after` and b in `before` is replaced by a → node → b; a
+        condition on it moves to a → node (the new node runs when the old target would
+        have). With neither, `node` is appended to the end of a single chain.
         """
         for name in [*after, *before]:
             if name not in self.nodes:
@@ -103,8 +104,24 @@ class Graph:
                 raise GraphError("the flow is not a single chain, so where to put the new service is ambiguous; "
                                  "say where with --after and/or --before")
             after = self.topological_order()[-1:]
-        edges = [edge for edge in self.edges if not (edge.source in after and edge.target in before)]
-        edges += [Edge(source, node) for source in after] + [Edge(node, target) for target in before]
+        if node in self.nodes:
+            raise GraphError(f"there is already a service {node!r} in the flow")
+        if set(after) & set(before):
+            both = ", ".join(sorted(set(after) & set(before)))
+            raise GraphError(f"{both} cannot be both before and after {node!r} (that is a cycle)")
+        replaced = [edge for edge in self.edges if edge.source in after and edge.target in before]
+        conditions = {}
+        for edge in replaced:  # a → b [c] becomes a → node [c] → b; differing conditions cannot be kept
+            conditions.setdefault(edge.source, set()).add(edge.condition)
+        incoming = [Edge(source, node, _only(conditions.get(source), node, source)) for source in after]
+        edges: list[Edge] = []
+        for edge in self.edges:  # a replaced edge's place goes to a → node, so a round trip keeps the order
+            if edge not in replaced:
+                edges.append(edge)
+            elif (new := next(e for e in incoming if e.source == edge.source)) not in edges:
+                edges.append(new)
+        edges += [edge for edge in incoming if edge not in edges]
+        edges += [Edge(node, target) for target in before]
         grown = Graph((*self.nodes, node), tuple(edges))
         cycle = grown.find_cycle()
         if cycle:
@@ -122,12 +139,26 @@ class Graph:
                            if e.condition != "success"]
             raise GraphError(f"{node!r} sits on conditional edges ({', '.join(conditional)}); reconnecting its "
                              "neighbours would change what those conditions mean — edit the flow by hand instead")
-        kept = [edge for edge in self.edges if node not in (edge.source, edge.target)]
-        for before in incoming:
-            for after in outgoing:
-                if not any(e.source == before.source and e.target == after.target for e in kept):
-                    kept.append(Edge(before.source, after.target))
+        existing = {(e.source, e.target) for e in self.edges if node not in (e.source, e.target)}
+        kept: list[Edge] = []
+        for edge in self.edges:  # p → node → s becomes p → s, in the place of p → node
+            if edge.target == node:
+                for after in outgoing:
+                    if (edge.source, after.target) not in existing:
+                        existing.add((edge.source, after.target))
+                        kept.append(Edge(edge.source, after.target))
+            elif edge.source != node:
+                kept.append(edge)
         nodes = tuple(name for name in self.nodes if name != node)
         if nodes and not Graph(nodes, tuple(kept)).entry_nodes:
             raise GraphError(f"removing {node!r} would leave the flow without an entry node")
         return Graph(nodes, tuple(kept))
+
+
+def _only(conditions: set[str] | None, node: str, source: str) -> str:
+    if not conditions:
+        return "success"
+    if len(conditions) > 1:
+        raise GraphError(f"the edges from {source!r} that {node!r} would replace have different conditions "
+                         f"({', '.join(sorted(conditions))}); insert it with one --before at a time")
+    return next(iter(conditions))

@@ -1,0 +1,177 @@
+"""`add-service` and `remove-service` on real projects: every artifact rewired, the user's files kept."""
+
+from __future__ import annotations
+
+import yaml
+
+from opea_new import __version__
+from tests.update.helpers import append, commit_all, files_with_markers, git, head, porcelain, statuses
+
+
+def edges_in_settings(project) -> set[tuple[str, str, str]]:
+    namespace: dict = {}
+    text = (project / "megaservice" / "settings.py").read_text()
+    start = text.index("EDGES")
+    exec(text[start:text.index(")\n\n", start) + 2], namespace)  # noqa: S102 - our own generated literal
+    return set(namespace["EDGES"])
+
+
+def flow_in_answers(project) -> set[tuple[str, str, str]]:
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    return {(entry["service"], target["service"], target["condition"])
+            for entry in answers["flow"] for target in entry["next"]}
+
+
+def compose_services(project) -> dict:
+    return yaml.safe_load((project / "compose.yaml").read_text())["services"]
+
+
+def test_add_service_into_the_middle_of_a_dag_rewires_every_artifact(tier, dag):
+    before = head(dag)
+
+    result = tier.cli("add-service", "audit", "--type", "undefined", "--port", "18805", "--after", "source",
+                      "--before", "left", "--project", dag)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = {("source", "audit", "success"), ("audit", "left", "success"), ("source", "right", "success"),
+                ("left", "sink", "success")}
+    assert flow_in_answers(dag) == expected
+    assert edges_in_settings(dag) == expected  # the megaservice's flow
+    pipeline = (dag / "megaservice" / "pipeline.py").read_text()
+    assert "audit_node" in pipeline and "AUDIT_SERVICE_PORT" in pipeline
+    compose = compose_services(dag)
+    assert compose["audit"]["build"]["context"] == "./services/audit"
+    assert "AUDIT_SERVICE_HOST_IP" in str(compose["megaservice"]["environment"])
+    assert "audit" in str(compose["megaservice"]["depends_on"])
+    readme = (dag / "README.md").read_text()
+    assert "svc_source --> svc_audit" in readme and "svc_audit --> svc_left" in readme
+    assert "svc_source --> svc_left" not in readme
+    assert "| audit | undefined | 18805 |" in readme
+    assert "audit" in (dag / "tests" / "test_compose.sh").read_text()
+    service = yaml.safe_load((dag / "services" / "audit" / ".copier-answers.yml").read_text())
+    assert (service["service_name"], service["port"], service["_commit"]) == ("audit", 18805, f"v{__version__}")
+    assert (dag / "services" / "audit" / "app" / "backend.py").is_file()
+    # Left for review, with a summary.
+    assert head(dag) == before
+    assert "?? services/audit/" in git(dag, "status", "--porcelain")
+    assert "upstream: source; downstream: left" in result.stdout
+    assert "review with `git diff`" in result.stdout
+
+
+def test_env_example_gets_the_settings_of_an_added_llm(tier, chain):
+    result = tier.cli("add-service", "summarizer", "--type", "llm", "--project", chain)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    env = (chain / ".env.example").read_text()
+    assert "SUMMARIZER_ENDPOINT=" in env and "SUMMARIZER_MODEL_ID=" in env
+    assert flow_in_answers(chain) >= {("llm", "summarizer", "success")}  # appended to the chain
+
+
+def test_only_after_adds_a_branch_and_only_before_a_new_entry(tier, dag):
+    after = tier.cli("add-service", "tap", "--type", "undefined", "--after", "right", "--project", dag)
+    assert after.returncode == 0, after.stderr
+    assert ("right", "tap", "success") in flow_in_answers(dag)
+    assert not any(edge[0] == "tap" for edge in flow_in_answers(dag))
+    commit_all(dag, "tap")
+
+    before = tier.cli("add-service", "feed", "--type", "undefined", "--before", "sink", "--project", dag)
+    assert before.returncode == 0, before.stderr
+    flow = flow_in_answers(dag)
+    assert ("feed", "sink", "success") in flow and ("left", "sink", "success") in flow
+    assert not any(edge[1] == "feed" for edge in flow)
+
+
+def test_dry_run_of_add_service_lists_the_plan_and_writes_nothing(tier, dag):
+    result = tier.cli("add-service", "audit", "--type", "undefined", "--after", "source", "--before", "left",
+                      "--dry-run", "--project", dag)
+
+    assert result.returncode == 0, result.stderr
+    plan = statuses(result.stdout)
+    assert plan["services/audit/app/main.py"] == "new"
+    assert plan["megaservice/settings.py"] == "updated"
+    assert plan["services/left/app/main.py"] == "unchanged"
+    assert porcelain(dag) == "" and not (dag / "services" / "audit").exists()
+
+
+def test_add_then_remove_is_a_round_trip(tier, dag):
+    original = head(dag)
+    added = tier.cli("add-service", "audit", "--type", "undefined", "--after", "source", "--before", "left",
+                     "--project", dag)
+    assert added.returncode == 0, added.stderr
+    commit_all(dag, "add audit")
+
+    removed = tier.cli("remove-service", "audit", "--project", dag)
+
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    # Everything is back as generated, except the service's user-owned file.
+    assert _changes_since(dag, original) == "A\tservices/audit/app/backend.py"
+    assert flow_in_answers(dag) == {("source", "left", "success"), ("source", "right", "success"),
+                                    ("left", "sink", "success")}
+    assert "audit" not in compose_services(dag)
+    assert [p.relative_to(dag).as_posix() for p in (dag / "services" / "audit").rglob("*") if p.is_file()] == \
+        ["services/audit/app/backend.py"]
+    assert "kept  services/audit/app/backend.py" in removed.stdout
+
+
+
+def _changes_since(project, commit) -> str:
+    """The working tree (untracked files included) against `commit`, as `git diff --name-status`."""
+    git(project, "add", "--all")
+    diff = git(project, "diff", "--cached", "--name-status", commit)
+    git(project, "reset", "--quiet")
+    return diff.strip()
+
+
+def test_round_trip_with_force_restores_the_project_exactly(tier, dag):
+    original = head(dag)
+    assert tier.cli("add-service", "audit", "--type", "undefined", "--after", "left", "--before", "sink",
+                    "--project", dag).returncode == 0
+    commit_all(dag, "add audit")
+
+    removed = tier.cli("remove-service", "audit", "--force", "--project", dag)
+
+    assert removed.returncode == 0, removed.stderr
+    assert _changes_since(dag, original) == ""
+    assert not (dag / "services" / "audit").exists()
+
+
+def test_remove_keeps_what_the_user_owns_edited_or_added(tier, dag):
+    left = dag / "services" / "left"
+    append(left / "app" / "backend.py", "\n# mine\n")
+    append(left / "app" / "main.py", "\n# mine too\n")
+    (left / "app" / "extra.py").write_text("MINE = 1\n")
+    commit_all(dag, "my edits to left")
+    untouched = (left / "app" / "routes.py")
+    assert untouched.is_file()
+
+    result = tier.cli("remove-service", "left", "--project", dag)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    kept = sorted(p.relative_to(dag).as_posix() for p in left.rglob("*") if p.is_file())
+    assert kept == ["services/left/app/backend.py", "services/left/app/extra.py", "services/left/app/main.py"]
+    assert not untouched.exists() and not (left / ".copier-answers.yml").exists()
+    assert flow_in_answers(dag) == {("source", "right", "success"), ("source", "sink", "success")}
+    assert "left" not in compose_services(dag)
+    assert files_with_markers(dag) == []
+    for path in kept:
+        assert f"kept  {path}" in result.stdout
+
+
+def test_remove_a_service_in_the_middle_reconnects_its_neighbours(tier, chain):
+    result = tier.cli("remove-service", "retriever", "--project", chain)
+
+    assert result.returncode == 0, result.stderr
+    assert flow_in_answers(chain) == {("embedding", "llm", "success")}
+    assert "svc_embedding --> svc_llm" in (chain / "README.md").read_text()
+    assert "RETRIEVER" not in (chain / "megaservice" / "settings.py").read_text().upper().replace(
+        "SERVICETYPE.RETRIEVER", "")
+
+
+def test_an_added_image_service_gets_wiring_but_no_code(tier, chain):
+    result = tier.cli("add-service", "guard", "--type", "guardrail", "--image", "opea/guardrails:1.5", "--after",
+                      "retriever", "--before", "llm", "--project", chain)
+
+    assert result.returncode == 0, result.stderr
+    assert not (chain / "services" / "guard").exists()
+    assert compose_services(chain)["guard"]["image"] == "opea/guardrails:1.5"
+    assert ("retriever", "guard", "success") in flow_in_answers(chain)
