@@ -195,6 +195,19 @@ def test_generated_containers_run_as_a_non_root_user(generated: Generated):
         assert generated.exec(name, "python", "-c", "import os; print(os.getuid())") != "0", name
 
 
+def test_images_hold_only_the_code_and_no_pip_cache(generated: Generated):
+    listing = "import os; print(' '.join(sorted(os.listdir('.'))))"
+    caches = "import os; print([p for p in ('/root/.cache/pip', '/home/user/.cache/pip') if os.path.exists(p)])"
+    for service in generated.generated_services():
+        name = service["name"].replace("_", "-")
+        assert generated.exec(name, "python", "-c", listing) == "app requirements.txt", name  # .dockerignore
+        assert generated.compose.compose("exec", "-T", "-u", "0", name, "python", "-c", caches,
+                                         timeout=60).stdout.strip() == "[]", name
+    assert generated.exec("megaservice", "python", "-c", listing) == "megaservice"
+    assert generated.compose.compose("exec", "-T", "-u", "0", "megaservice", "python", "-c", caches,
+                                     timeout=60).stdout.strip() == "[]"
+
+
 def test_the_megaservice_image_carries_its_runtime(generated: Generated):
     probe = ("import importlib.metadata as m\n"
              "try:\n    print(m.version('opea-comps'))\nexcept m.PackageNotFoundError:\n    print('none')")
@@ -249,6 +262,44 @@ def test_image_sizes(generated: Generated):
 def test_down_removes_every_container(generated: Generated):
     generated.compose.down()
     assert generated.compose.containers() == []
+
+
+# ---------------------------------------------------------------- OPEA's base image
+
+# A stand-in for opea/comps-base:1.5 (no registry here), made the way OPEA's Dockerfile
+# makes it: python:3.11-slim, a `user` account, GenAIComps 1.5 installed, USER user.
+COMPS_BASE = "opea/comps-base:1.5"
+COMPS_BASE_DOCKERFILE = f"""\
+FROM {BASE_IMAGE}
+ENV HOME=/home/user
+RUN useradd -m -s /bin/bash user
+WORKDIR /home/user
+RUN pip install --no-cache-dir opea-comps==1.5
+USER user
+"""
+
+
+def test_the_comps_megaservice_builds_on_opea_comps_base(docker_engine: Engine, compose_project, tmp_path):
+    """MEGASERVICE_BASE_IMAGE=opea/comps-base:1.5 in .env: pip finds opea-comps there, the image adds only the app."""
+    (tmp_path / "comps-base").mkdir()
+    (tmp_path / "comps-base" / "Dockerfile").write_text(COMPS_BASE_DOCKERFILE)
+    docker_engine.docker("build", "--quiet", "--tag", COMPS_BASE, str(tmp_path / "comps-base"), timeout=900)
+    spec = chat_spec("chat-comps-base")
+    directory = generate(spec, tmp_path / "projects", "comps")
+    (directory / ".env").write_text(f"MEGASERVICE_BASE_IMAGE={COMPS_BASE}\n")
+    project = compose_project(directory)
+    project.up(wait_timeout=300, build=True)
+
+    url = f"http://127.0.0.1:{spec['megaservice']['port']}{spec['megaservice']['endpoint']}"
+    with httpx.Client(timeout=120, trust_env=False) as client:
+        answer = client.post(url, json={"messages": QUESTION})
+    assert answer.status_code == 200, answer.text
+    assert "OPEA" in answer.json()["choices"][0]["message"]["content"], answer.text
+    uid = project.compose("exec", "-T", "megaservice", "python", "-c", "import os; print(os.getuid())").stdout
+    assert uid.strip() not in ("", "0")
+    added = docker_engine.image_size("opea/chat-comps-base:latest") - docker_engine.image_size(COMPS_BASE)
+    assert added <= MICROSERVICE_BUDGET, f"the megaservice adds {added / 1e6:.1f} MB to {COMPS_BASE}: comps twice?"
+    docker_engine.notes.append(f"chat-comps on {COMPS_BASE}: megaservice +{added / 1e6:.1f} MB")
 
 
 # ---------------------------------------------------------------- the project's own checks

@@ -231,10 +231,18 @@ def test_images_and_builds(rendered):
             assert definition["image"] == f"${{REGISTRY:-opea}}/{image}:${{TAG:-latest}}"
             assert definition["build"]["context"] == f"./services/{dns(spec['name'])}"
             assert "dockerfile" not in definition["build"]
+            assert definition["build"]["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-python:3.11-slim}"
     mega = services["megaservice"]
     assert mega["image"] == f"${{REGISTRY:-opea}}/{dns(data['name'])}:${{TAG:-latest}}"
     assert mega["build"]["context"] == "."
     assert mega["build"]["dockerfile"] == "megaservice/Dockerfile"
+    assert mega["build"]["args"]["BASE_IMAGE"] == "${MEGASERVICE_BASE_IMAGE:-python:3.11-slim}"
+
+
+def test_env_example_offers_opea_comps_base_for_the_comps_megaservice(rendered):
+    data, project = rendered
+    text = (project / ".env.example").read_text()
+    assert ("opea/comps-base:1.5" in text) == (data["runtime"] == "comps")
 
 
 def test_megaservice_finds_every_service_by_dns_name_and_waits_for_it(rendered):
