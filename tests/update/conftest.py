@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,10 @@ def tier(tmp_path_factory) -> Tier:
     home = root / "home"
     home.mkdir()
     templates = root / "templates-v1"
-    shutil.copytree(REPO / "templates", templates, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # OPEA_NEW_TEST_TEMPLATES: snapshot another templates folder (e.g. `git archive HEAD templates` while
+    # the checkout's templates are half-edited).
+    source = Path(os.environ.get("OPEA_NEW_TEST_TEMPLATES") or REPO / "templates")
+    shutil.copytree(source, templates, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return Tier(root, home, templates)
 
 

@@ -1,0 +1,58 @@
+"""opea-new renders from exported template folders; the result must be exactly what copier renders from
+the bundle (answers file included), or `copier update` would see differences that are not there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from opea_new import render
+from opea_new.spec import load_pipeline
+from opea_new.template_store import ensure_templates
+from tests.update.helpers import DAG_SPEC
+
+
+@pytest.fixture
+def sources(tier, monkeypatch):
+    for key, value in tier.env().items():
+        monkeypatch.setenv(key, value)
+    return ensure_templates()
+
+
+def tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {path.relative_to(root).as_posix(): (path.read_bytes(), path.stat().st_mode & 0o777)
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_every_template_renders_byte_for_byte_like_copier_from_the_bundle(sources, tmp_path):
+    from copier import run_copy
+
+    pipeline = load_pipeline(DAG_SPEC)
+    service = pipeline.service("left")
+    parts = [("megaservice", render.root_answers(pipeline), render.ROOT_ANSWERS),
+             ("compose", render.compose_answers(pipeline), render.COMPOSE_ANSWERS),
+             ("microservice", render.microservice_answers(pipeline, service), render.ROOT_ANSWERS)]
+    with render.TemplateTrees(sources) as trees:
+        for template, answers, answers_file in parts:
+            ours, copiers = tmp_path / f"ours-{template}", tmp_path / f"copier-{template}"
+            render.render_part(trees, template, sources[template].ref, ours, answers, answers_file)
+            run_copy(sources[template].url, copiers, data=answers, vcs_ref=sources[template].ref,
+                     answers_file=answers_file, defaults=True, overwrite=True, quiet=True)
+
+            assert tree(ours) == tree(copiers), template
+            recorded = yaml.safe_load((ours / answers_file).read_text())
+            assert recorded["_src_path"] == f"~/.cache/opea-new/templates/{template}.bundle"
+            assert recorded["_commit"] == sources[template].ref
+
+
+def test_user_owned_paths_come_from_the_templates(sources, tmp_path):
+    pipeline = load_pipeline(DAG_SPEC)
+    with render.TemplateTrees(sources) as trees:
+        root = render.render_part(trees, "megaservice", sources["megaservice"].ref, tmp_path / "root",
+                                  render.root_answers(pipeline))
+        service = render.render_part(trees, "microservice", sources["microservice"].ref, tmp_path / "svc",
+                                     render.microservice_answers(pipeline, pipeline.service("left")))
+    assert root("megaservice/hooks.py") and not root("megaservice/app.py")
+    assert service("app/backend.py") and not service("app/main.py")
