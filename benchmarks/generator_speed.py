@@ -42,10 +42,11 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\nopea-new speed, median of {args.runs} runs ({os.cpu_count()} CPUs)\n")
-    print(f"{'measurement':<44}{'seconds':>9}   {'compared with':<34}{'seconds':>9}   goal")
+    print(f"{'measurement':<44}{'seconds':>9}   {'compared with':<38}{'seconds':>9}   goal")
     for name, value, other_name, other, goal in rows:
+        value_text = f"{value:9.3f}" if value is not None else " " * 9
         other_text = f"{other:9.3f}" if other is not None else " " * 9
-        print(f"{name:<44}{value:9.3f}   {other_name:<34}{other_text}   {goal}")
+        print(f"{name:<44}{value_text}   {other_name:<38}{other_text}   {goal}")
 
 
 def measure(work: Path, runs: int) -> list[tuple]:
@@ -75,15 +76,60 @@ def measure(work: Path, runs: int) -> list[tuple]:
     noop = median(runs, lambda i: run(OPEA_NEW + ["update", "--project", fresh_clone(i, "noop")]))
     copier_root = median(runs, lambda i: run(COPIER + ["update", "--defaults", "--trust", "--quiet"],
                                              cwd=fresh_clone(i, "copier")))
+    copier_all = median(runs, lambda i: copier_every_part(fresh_clone(i, "copier-all")))
+
+    # A real update: the next release changes a file in every template.
+    newer = work / "templates-next"
+    shutil.copytree(templates_root(), newer, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for template in ("megaservice/README.md.jinja", "compose/template/compose.yaml.jinja",
+                     "microservice/README.md.jinja"):
+        with (newer / template).open("a") as handle:
+            handle.write("\n<!-- next release -->\n")
+    next_release = {"OPEA_NEW_TEMPLATES_DIR": str(newer), "OPEA_NEW_TEMPLATE_VERSION": next_version()}
+    run(OPEA_NEW + ["update", "--dry-run", "--project", base], env=next_release)  # materialise the bundles
+    real = median(runs, lambda i: run(OPEA_NEW + ["update", "--project", fresh_clone(i, "real")], env=next_release))
+    copier_real = median(runs, lambda i: copier_every_part(fresh_clone(i, "copier-real"), commit=True))
     return [
         ("opea-new --help", help_new, "copier --help", help_copier,
          f"≤ 0.35× copier: {help_new / help_copier:.2f}×"),
         ("render a 4-service spec", render4, "", None, "≤ 3 s"),
         ("render a 40-service spec", render40, "", None, f"≤ 4× the 4-service render: {render40 / render4:.1f}×"),
         ("add-service on a 6-service project", add, "", None, "≤ 5 s"),
-        ("no-op opea-new update (6 services, 9 parts)", noop, "plain copier update (root part only)",
+        ("no-op opea-new update (6 services, 8 parts)", noop, "plain copier update, root part only",
          copier_root, "≤ 8 s"),
+        ("", None, "plain copier update, all 8 parts", copier_all, ""),
+        ("opea-new update to a new release (8 parts)", real, "plain copier update, all 8 parts", copier_real, ""),
     ]
+
+
+def copier_every_part(project: Path, commit: bool = False) -> float:
+    """Plain `copier update` of every part, the way a user without opea-new would run it (seconds, copier only).
+
+    copier refuses a dirty tree, so with `commit` each part's changes are committed between runs
+    (not timed)."""
+    parts = [(project, ".copier-answers.yml"), (project, ".copier-answers.compose.yml")]
+    parts += [(answers.parent, answers.name) for answers in sorted(project.glob("services/*/.copier-answers.yml"))]
+    total = 0.0
+    for folder, answers in parts:
+        total += run(COPIER + ["update", "--defaults", "--trust", "--quiet", "--answers-file", answers], cwd=folder)
+        if commit:
+            subprocess.run(["git", "add", "--all"], cwd=project, check=True)
+            subprocess.run(["git", "commit", "--quiet", "--allow-empty", "-m", f"update {folder.name}"], cwd=project,
+                           check=True)
+    return total
+
+
+def next_version() -> str:
+    from opea_new import __version__
+
+    major, minor = (int(part) for part in __version__.split(".")[:2])
+    return f"{major}.{minor + 1}.0"
+
+
+def templates_root() -> Path:
+    from opea_new.paths import templates_root as root
+
+    return root()
 
 
 def write_spec(path: Path, name: str, count: int) -> Path:
@@ -95,13 +141,13 @@ def write_spec(path: Path, name: str, count: int) -> Path:
     return path
 
 
-def run(command: list, cwd: Path | None = None) -> float:
+def run(command: list, cwd: Path | None = None, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
     result = subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, command))} failed ({result.returncode}):\n{result.stderr}")
+        raise SystemExit(f"{' '.join(map(str, command))} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
     return elapsed
 
 

@@ -7,6 +7,7 @@ leaves a half-written project behind.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import signal
@@ -135,11 +136,34 @@ def _record_source(answers: Path, tree: Path, url: str, ref: str) -> None:
 
 def render_tree(pipeline: Pipeline, destination: Path, trees: TemplateTrees, ref: str) -> None:
     """Render every part of a project into an empty directory."""
-    render_part(trees, "megaservice", ref, destination, root_answers(pipeline))
-    render_part(trees, "compose", ref, destination, compose_answers(pipeline), COMPOSE_ANSWERS)
-    for service in generated_services(pipeline):
-        render_part(trees, "microservice", ref, destination / service_dir(service.name),
-                    microservice_answers(pipeline, service))
+    jobs = [("megaservice", destination, root_answers(pipeline), ROOT_ANSWERS),
+            ("compose", destination, compose_answers(pipeline), COMPOSE_ANSWERS)]
+    jobs += [("microservice", destination / service_dir(service.name), microservice_answers(pipeline, service),
+              ROOT_ANSWERS) for service in generated_services(pipeline)]
+    for template, _, _, _ in jobs:
+        trees.tree(template, ref)  # export before any worker starts
+    workers = min(os.cpu_count() or 1, len(jobs) // _JOBS_PER_WORKER)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        for job in jobs:
+            _render_job(trees, ref, job)
+        return
+    # Renders are CPU-bound (Jinja compiles every file) and independent: one forked worker per core.
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    try:
+        for future in [pool.submit(_render_job, trees, ref, job) for job in jobs]:
+            future.result()
+    finally:  # on an error or Ctrl-C, drop the renders not started yet
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_JOBS_PER_WORKER = 4  # below that, starting workers costs more than it saves
+
+
+def _render_job(trees: TemplateTrees, ref: str, job: tuple[str, Path, dict[str, Any], str]) -> None:
+    template, destination, answers, answers_file = job
+    render_part(trees, template, ref, destination, answers, answers_file)
 
 
 # ---------------------------------------------------------------- project

@@ -56,3 +56,20 @@ def test_user_owned_paths_come_from_the_templates(sources, tmp_path):
                                      render.microservice_answers(pipeline, pipeline.service("left")))
     assert root("megaservice/hooks.py") and not root("megaservice/app.py")
     assert service("app/backend.py") and not service("app/main.py")
+
+
+def test_a_tree_rendered_by_parallel_workers_equals_one_rendered_part_by_part(sources, tmp_path):
+    services = "\n".join(f"  - {{name: s{i}, type: {kind}}}" for i, kind in
+                         enumerate(["embedding", "retriever", "rerank", "llm", "guardrail", "undefined"] * 2))
+    pipeline = load_pipeline(f"name: wide\nruntime: lite\nservices:\n{services}\n")
+    ref = sources["megaservice"].ref
+    with render.TemplateTrees(sources) as trees:
+        render.render_tree(pipeline, tmp_path / "tree", trees, ref)
+        serial = tmp_path / "serial"
+        render.render_part(trees, "megaservice", ref, serial, render.root_answers(pipeline))
+        render.render_part(trees, "compose", ref, serial, render.compose_answers(pipeline), render.COMPOSE_ANSWERS)
+        for service in pipeline.services:
+            render.render_part(trees, "microservice", ref, serial / render.service_dir(service.name),
+                               render.microservice_answers(pipeline, service))
+    assert tree(tmp_path / "tree") == tree(serial)
+    assert len(list((tmp_path / "tree" / "services").iterdir())) == 12
