@@ -32,7 +32,8 @@ class Workspace:
         self.project = project
         self._tmp = Path(tempfile.mkdtemp(prefix="opea-new-work-"))
         self.root = self._tmp / project.name
-        git(self._tmp, "clone", "--quiet", "--no-hardlinks", str(project), str(self.root))
+        # --shared: borrow the project's objects instead of copying them (the clone lives for one command)
+        git(self._tmp, "clone", "--quiet", "--shared", str(project), str(self.root))
         self.base = git(self.root, "rev-parse", "HEAD").strip()
         self.conflicts: set[str] = set()
         self.merged: set[str] = set()
