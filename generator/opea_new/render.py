@@ -187,11 +187,11 @@ def render_project(pipeline: Pipeline, output: Path, *, force: bool = False) -> 
     with _staging(output.parent) as staging, TemplateTrees(sources) as trees:
         render_tree(pipeline, staging, trees, sources["megaservice"].ref)
         if existing:
-            with _signals_deferred():
+            with signals_deferred():
                 committed = _merge_into(staging, output, pipeline)
         else:
             gitutil.init_and_commit(staging, f"Generate {pipeline.name} with opea-new")
-            with _signals_deferred():
+            with signals_deferred():
                 if output.exists():
                     output.rmdir()
                 os.rename(staging, output)
@@ -228,7 +228,7 @@ def _staging(parent: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def _signals_deferred() -> Iterator[None]:
+def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C/SIGTERM while files move into place, then deliver them."""
     received: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum))

@@ -49,6 +49,10 @@ class UpdateRefused(Exception):
     """The project is not in a state that can be changed; nothing was touched."""
 
 
+class UpdateFailed(RuntimeError):
+    """The change could not be made (in the scratch clone); the project was not touched."""
+
+
 @dataclass
 class ChangeReport:
     changes: list[FileChange] = field(default_factory=list)
@@ -245,8 +249,11 @@ def _merge_part(work: Workspace, trees: render.TemplateTrees, change: PartChange
             return _remove_part(work, change, base, user_owned, force=force)
         for relative in sorted(_files(base) | _files(theirs)):
             where = (PurePosixPath(change.path) / relative).as_posix()
-            outcome = _merge_file(folder / relative, base / relative, theirs / relative,
-                                  answers=relative == change.answers_file, user_owned=user_owned(relative))
+            try:
+                outcome = _merge_file(folder / relative, base / relative, theirs / relative,
+                                      answers=relative == change.answers_file, user_owned=user_owned(relative))
+            except OSError as error:  # e.g. the user made a folder where the template writes a file
+                raise UpdateFailed(f"{where}: {error.strerror or error}") from error
             if outcome == "conflict":
                 work.conflicts.add(where)
             elif outcome == "merged":
@@ -344,5 +351,5 @@ def _copy_mode(target: Path, theirs: Path, base: Path) -> str | None:
     return None
 
 
-__all__ = ["ChangeReport", "UpdateRefused", "change_pipeline", "check_project", "recorded_pipeline",
+__all__ = ["ChangeReport", "UpdateFailed", "UpdateRefused", "change_pipeline", "check_project", "recorded_pipeline",
            "require_current", "update"]

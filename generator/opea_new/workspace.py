@@ -73,9 +73,15 @@ class Workspace:
         """Apply everything done here to the real project, as uncommitted changes."""
         patch = subprocess.run(["git", "diff", "--binary", "--no-renames", self.base, "HEAD"], cwd=self.root,
                                check=True, capture_output=True).stdout
-        if patch.strip():
+        if not patch.strip():
+            return
+        from .render import signals_deferred
+
+        # git apply checks the whole patch before writing; Ctrl-C waits until it is done (git runs in its
+        # own session so the terminal's SIGINT does not reach it half-way).
+        with signals_deferred():
             subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=self.project, input=patch,
-                           check=True, capture_output=True)
+                           check=True, capture_output=True, start_new_session=True)
 
 
 def has_conflict_markers(path: Path) -> bool:

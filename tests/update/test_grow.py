@@ -175,3 +175,16 @@ def test_an_added_image_service_gets_wiring_but_no_code(tier, chain):
     assert not (chain / "services" / "guard").exists()
     assert compose_services(chain)["guard"]["image"] == "opea/guardrails:1.5"
     assert ("retriever", "guard", "success") in flow_in_answers(chain)
+
+
+def test_a_failure_while_working_exits_1_and_changes_nothing(tier, dag):
+    (dag / "services" / "audit").write_text("a file where the new service's folder goes\n")
+    commit_all(dag, "in the way")
+    before = (head(dag), porcelain(dag))
+
+    result = tier.cli("add-service", "audit", "--type", "undefined", "--after", "source", "--project", dag)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "services/audit" in result.stderr and "nothing was changed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (head(dag), porcelain(dag)) == before

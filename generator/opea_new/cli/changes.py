@@ -32,7 +32,7 @@ def run_change(change: Callable[[], ChangeReport], *, project: Path, dry_run: bo
     from ..project import ProjectError
     from ..render import RenderError
     from ..template_store import TemplateStoreError
-    from ..updater import UpdateRefused
+    from ..updater import UpdateFailed, UpdateRefused
 
     try:
         report = change()
@@ -40,7 +40,7 @@ def run_change(change: Callable[[], ChangeReport], *, project: Path, dry_run: bo
         fail_usage(f"{error}; nothing was changed", hint="run this inside a generated project, or pass --project DIR")
     except UpdateRefused as error:
         fail_usage(f"{error}; nothing was changed")
-    except (TemplateStoreError, RenderError, CopierError, GitError, ProcessExecutionError,
+    except (UpdateFailed, TemplateStoreError, RenderError, CopierError, GitError, ProcessExecutionError,
             subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", None)
         detail = detail.decode(errors="replace") if isinstance(detail, bytes) else detail
