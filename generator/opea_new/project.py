@@ -48,10 +48,13 @@ class Project:
     parts: tuple[Part, ...]
 
     @classmethod
-    def open(cls, root: Path) -> Project:
-        root = root.absolute()
-        if not (root / ROOT_ANSWERS).is_file():
-            raise ProjectError(f"{root} is not an opea-new project (no {ROOT_ANSWERS})")
+    def open(cls, path: Path) -> Project:
+        """The project at `path` or, like git, at the nearest folder above it (e.g. from services/NAME)."""
+        path = path.absolute()
+        root = next((folder for folder in (path, *path.parents) if _is_root(folder)), None)
+        if root is None:
+            raise ProjectError(f"{path} is not an opea-new project (no {ROOT_ANSWERS} of the megaservice "
+                               "template here or above)")
         parts = [_part(root, "megaservice", ".", ROOT_ANSWERS)]
         if (root / COMPOSE_ANSWERS).is_file():
             parts.append(_part(root, "compose", ".", COMPOSE_ANSWERS))
@@ -77,3 +80,17 @@ def _part(root: Path, template: str, path: str, answers_file: str) -> Part:
     if not isinstance(answers, dict) or "_src_path" not in answers:
         raise ProjectError(f"{location}: not a copier answers file (no _src_path)")
     return Part(template, path, answers_file, answers)
+
+
+def _is_root(folder: Path) -> bool:
+    """A folder holding the answers file of the megaservice (root) template."""
+    answers = folder / ROOT_ANSWERS
+    if not answers.is_file():
+        return False
+    try:
+        data = yaml.safe_load(answers.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return True  # let _part report what is wrong with it
+    if not isinstance(data, dict):
+        return True
+    return str(data.get("_src_path", "")).endswith("/megaservice.bundle") or "service_name" not in data

@@ -188,3 +188,11 @@ def test_a_failure_while_working_exits_1_and_changes_nothing(tier, dag):
     assert "services/audit" in result.stderr and "nothing was changed" in result.stderr
     assert "Traceback" not in result.stderr
     assert (head(dag), porcelain(dag)) == before
+
+
+def test_commands_find_the_project_from_inside_it_like_git(tier, dag):
+    result = tier.cli("add-service", "audit", "--type", "undefined", "--after", "right", cwd=dag / "services" / "left")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (dag / "services" / "audit" / ".copier-answers.yml").is_file()
+    assert not (dag / "services" / "left" / "services").exists()
