@@ -12,9 +12,10 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,17 +109,45 @@ class TemplateTrees:
         self.close()
 
 
-def render_part(trees: TemplateTrees, template: str, ref: str, destination: Path, answers: dict[str, Any],
-                answers_file: str = ROOT_ANSWERS) -> Callable[[str], bool]:
+@dataclass(frozen=True)
+class RenderJob:
+    """One template instance to render: which template, which version, where, with which answers."""
+
+    template: str
+    ref: str
+    destination: Path
+    answers: dict[str, Any]
+    answers_file: str = ROOT_ANSWERS
+
+
+def render_part(trees: TemplateTrees, job: RenderJob) -> UserOwned:
     """Render one template instance; returns its matcher of user-owned (`_skip_if_exists`) paths."""
     from copier import run_copy
 
-    tree = trees.tree(template, ref)
-    worker = run_copy(str(tree), destination, data=answers, answers_file=answers_file, defaults=True,
+    tree = trees.tree(job.template, job.ref)
+    worker = run_copy(str(tree), job.destination, data=job.answers, answers_file=job.answers_file, defaults=True,
                       overwrite=True, quiet=True)
-    _record_source(destination / answers_file, tree, trees.sources[template].url, ref)
-    matcher = worker.match_skip
-    return lambda path: bool(matcher(Path(path)))
+    _record_source(job.destination / job.answers_file, tree, trees.sources[job.template].url, job.ref)
+    return UserOwned(tuple(worker.all_skip_if_exists))
+
+
+@dataclass(frozen=True)
+class UserOwned:
+    """The `_skip_if_exists` patterns of a template, matched the way copier matches them."""
+
+    patterns: tuple[str, ...]
+
+    def __call__(self, path: str) -> bool:
+        return bool(self._spec.match_file(path))
+
+    @cached_property
+    def _spec(self):
+        from unicodedata import normalize
+
+        import pathspec
+
+        style = "gitignore" if int(pathspec.__version__.split(".")[0]) >= 1 else "gitwildmatch"
+        return pathspec.PathSpec.from_lines(style, (normalize("NFD", pattern) for pattern in self.patterns))
 
 
 def _record_source(answers: Path, tree: Path, url: str, ref: str) -> None:
@@ -136,34 +165,31 @@ def _record_source(answers: Path, tree: Path, url: str, ref: str) -> None:
 
 def render_tree(pipeline: Pipeline, destination: Path, trees: TemplateTrees, ref: str) -> None:
     """Render every part of a project into an empty directory."""
-    jobs = [("megaservice", destination, root_answers(pipeline), ROOT_ANSWERS),
-            ("compose", destination, compose_answers(pipeline), COMPOSE_ANSWERS)]
-    jobs += [("microservice", destination / service_dir(service.name), microservice_answers(pipeline, service),
-              ROOT_ANSWERS) for service in generated_services(pipeline)]
-    for template, _, _, _ in jobs:
-        trees.tree(template, ref)  # export before any worker starts
+    jobs = [RenderJob("megaservice", ref, destination, root_answers(pipeline)),
+            RenderJob("compose", ref, destination, compose_answers(pipeline), COMPOSE_ANSWERS)]
+    jobs += [RenderJob("microservice", ref, destination / service_dir(service.name),
+                       microservice_answers(pipeline, service)) for service in generated_services(pipeline)]
+    render_all(trees, jobs)
+
+
+def render_all(trees: TemplateTrees, jobs: list[RenderJob]) -> list[UserOwned]:
+    """Render independent jobs, in forked workers (one per core) when there are enough to pay for them."""
+    for job in jobs:
+        trees.tree(job.template, job.ref)  # export before any worker starts
     workers = min(os.cpu_count() or 1, len(jobs) // _JOBS_PER_WORKER)
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        for job in jobs:
-            _render_job(trees, ref, job)
-        return
-    # Renders are CPU-bound (Jinja compiles every file) and independent: one forked worker per core.
+        return [render_part(trees, job) for job in jobs]
+    # Renders are CPU-bound (Jinja compiles every file) and independent.
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
-        for future in [pool.submit(_render_job, trees, ref, job) for job in jobs]:
-            future.result()
+        return [future.result() for future in [pool.submit(render_part, trees, job) for job in jobs]]
     finally:  # on an error or Ctrl-C, drop the renders not started yet
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 _JOBS_PER_WORKER = 4  # below that, starting workers costs more than it saves
-
-
-def _render_job(trees: TemplateTrees, ref: str, job: tuple[str, Path, dict[str, Any], str]) -> None:
-    template, destination, answers, answers_file = job
-    render_part(trees, template, ref, destination, answers, answers_file)
 
 
 # ---------------------------------------------------------------- project

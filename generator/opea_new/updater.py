@@ -216,9 +216,19 @@ def _run(project: Project, sources: dict[str, TemplateSource], changes: list[Par
     report = ChangeReport()
     if not changes:
         return report
-    with Workspace(project.root) as work, render.TemplateTrees(sources) as trees:
-        for change in changes:
-            report.kept += _merge_part(work, trees, change, force=force)
+    with Workspace(project.root) as work, render.TemplateTrees(sources) as trees, \
+            tempfile.TemporaryDirectory(prefix="opea-new-renders-") as scratch:
+        # Render every part's old and new version first (in parallel when there are many), then merge.
+        jobs: list[render.RenderJob] = []
+        for index, change in enumerate(changes):
+            for side, rendering in (("base", change.old), ("theirs", change.new)):
+                if rendering:
+                    jobs.append(render.RenderJob(change.template, rendering.ref, Path(scratch, str(index), side),
+                                                 rendering.answers, change.answers_file))
+        owned = iter(render.render_all(trees, jobs))
+        for index, change in enumerate(changes):
+            user_owned = [next(owned) for rendering in (change.old, change.new) if rendering][-1]
+            report.kept += _merge_part(work, change, Path(scratch, str(index)), user_owned, force=force)
             report.steps.append(change.step)
         work.commit("opea-new: " + "; ".join(report.steps))
         report.changes = work.changes()
@@ -232,32 +242,28 @@ def _run(project: Project, sources: dict[str, TemplateSource], changes: list[Par
     return report
 
 
-def _merge_part(work: Workspace, trees: render.TemplateTrees, change: PartChange, *, force: bool) -> list[str]:
-    """Bring one part from its old rendering to its new one inside the workspace; returns kept paths."""
+def _merge_part(work: Workspace, change: PartChange, rendered: Path, user_owned: Callable[[str], bool], *,
+                force: bool) -> list[str]:
+    """Bring one part from its old rendering (rendered/base) to its new one (rendered/theirs) in the workspace.
+
+    `user_owned` matches the new template's `_skip_if_exists` (the old one's when the part is removed).
+    Returns the paths kept because they are the user's.
+    """
     folder = work.root / change.path
-    with tempfile.TemporaryDirectory(prefix="opea-new-part-") as scratch:
-        base = Path(scratch, "base")
-        theirs = Path(scratch, "theirs")
-        user_owned: Callable[[str], bool] = lambda path: False  # noqa: E731
-        if change.old:
-            user_owned = render.render_part(trees, change.template, change.old.ref, base, change.old.answers,
-                                            change.answers_file)
-        if change.new:
-            user_owned = render.render_part(trees, change.template, change.new.ref, theirs, change.new.answers,
-                                            change.answers_file)
-        if change.new is None:
-            return _remove_part(work, change, base, user_owned, force=force)
-        for relative in sorted(_files(base) | _files(theirs)):
-            where = (PurePosixPath(change.path) / relative).as_posix()
-            try:
-                outcome = _merge_file(folder / relative, base / relative, theirs / relative,
-                                      answers=relative == change.answers_file, user_owned=user_owned(relative))
-            except OSError as error:  # e.g. the user made a folder where the template writes a file
-                raise UpdateFailed(f"{where}: {error.strerror or error}") from error
-            if outcome == "conflict":
-                work.conflicts.add(where)
-            elif outcome == "merged":
-                work.merged.add(where)
+    base, theirs = rendered / "base", rendered / "theirs"
+    if change.new is None:
+        return _remove_part(work, change, base, user_owned, force=force)
+    for relative in sorted(_files(base) | _files(theirs)):
+        where = (PurePosixPath(change.path) / relative).as_posix()
+        try:
+            outcome = _merge_file(folder / relative, base / relative, theirs / relative,
+                                  answers=relative == change.answers_file, user_owned=user_owned(relative))
+        except OSError as error:  # e.g. the user made a folder where the template writes a file
+            raise UpdateFailed(f"{where}: {error.strerror or error}") from error
+        if outcome == "conflict":
+            work.conflicts.add(where)
+        elif outcome == "merged":
+            work.merged.add(where)
     return []
 
 

@@ -37,7 +37,7 @@ def test_every_template_renders_byte_for_byte_like_copier_from_the_bundle(source
     with render.TemplateTrees(sources) as trees:
         for template, answers, answers_file in parts:
             ours, copiers = tmp_path / f"ours-{template}", tmp_path / f"copier-{template}"
-            render.render_part(trees, template, sources[template].ref, ours, answers, answers_file)
+            render.render_part(trees, render.RenderJob(template, sources[template].ref, ours, answers, answers_file))
             run_copy(sources[template].url, copiers, data=answers, vcs_ref=sources[template].ref,
                      answers_file=answers_file, defaults=True, overwrite=True, quiet=True)
 
@@ -50,12 +50,21 @@ def test_every_template_renders_byte_for_byte_like_copier_from_the_bundle(source
 def test_user_owned_paths_come_from_the_templates(sources, tmp_path):
     pipeline = load_pipeline(DAG_SPEC)
     with render.TemplateTrees(sources) as trees:
-        root = render.render_part(trees, "megaservice", sources["megaservice"].ref, tmp_path / "root",
-                                  render.root_answers(pipeline))
-        service = render.render_part(trees, "microservice", sources["microservice"].ref, tmp_path / "svc",
-                                     render.microservice_answers(pipeline, pipeline.service("left")))
+        root = render.render_part(trees, render.RenderJob("megaservice", sources["megaservice"].ref,
+                                                          tmp_path / "root", render.root_answers(pipeline)))
+        service = render.render_part(trees, render.RenderJob(
+            "microservice", sources["microservice"].ref, tmp_path / "svc",
+            render.microservice_answers(pipeline, pipeline.service("left"))))
     assert root("megaservice/hooks.py") and not root("megaservice/app.py")
     assert service("app/backend.py") and not service("app/main.py")
+    # The same answers as copier's own matcher, for every rendered path.
+    from copier import run_copy
+
+    worker = run_copy(sources["microservice"].url, tmp_path / "copier", vcs_ref=sources["microservice"].ref,
+                      data=render.microservice_answers(pipeline, pipeline.service("left")), defaults=True,
+                      quiet=True)
+    for path in tree(tmp_path / "svc"):
+        assert service(path) == bool(worker.match_skip(Path(path))), path
 
 
 def test_a_tree_rendered_by_parallel_workers_equals_one_rendered_part_by_part(sources, tmp_path):
@@ -66,10 +75,11 @@ def test_a_tree_rendered_by_parallel_workers_equals_one_rendered_part_by_part(so
     with render.TemplateTrees(sources) as trees:
         render.render_tree(pipeline, tmp_path / "tree", trees, ref)
         serial = tmp_path / "serial"
-        render.render_part(trees, "megaservice", ref, serial, render.root_answers(pipeline))
-        render.render_part(trees, "compose", ref, serial, render.compose_answers(pipeline), render.COMPOSE_ANSWERS)
+        render.render_part(trees, render.RenderJob("megaservice", ref, serial, render.root_answers(pipeline)))
+        render.render_part(trees, render.RenderJob("compose", ref, serial, render.compose_answers(pipeline),
+                                                   render.COMPOSE_ANSWERS))
         for service in pipeline.services:
-            render.render_part(trees, "microservice", ref, serial / render.service_dir(service.name),
-                               render.microservice_answers(pipeline, service))
+            render.render_part(trees, render.RenderJob("microservice", ref, serial / render.service_dir(service.name),
+                                                       render.microservice_answers(pipeline, service)))
     assert tree(tmp_path / "tree") == tree(serial)
     assert len(list((tmp_path / "tree" / "services").iterdir())) == 12
