@@ -35,14 +35,14 @@ TYPED_STUBS = ("embedding", "retriever", "rerank", "llm", "guardrail")
 COMMON_FILES = {
     ".copier-answers.yml", ".dockerignore", ".gitignore", ".github/workflows/ci.yml", "Makefile", "README.md",
     "pyproject.toml", "requirements-dev.txt", "scripts/run_local.py",
-    "tests/conftest.py", "tests/test_docker.py", "tests/test_pipeline.py", "tests/test_protocol.py",
-    "tests/test_wiring.py",
+    "tests/conftest.py", "tests/test_docker.py", "tests/test_flow.py", "tests/test_pipeline.py",
+    "tests/test_protocol.py", "tests/test_wiring.py",
     *(f"megaservice/{name}" for name in (
         "__init__.py", "__main__.py", "align.py", "app.py", "conditions.py", "hooks.py", "pipeline.py",
-        "protocol.py", "runtime.py", "settings.py", "statistics.py", "Dockerfile", "requirements.txt")),
+        "protocol.py", "routing.py", "runtime.py", "settings.py", "statistics.py", "Dockerfile", "requirements.txt")),
 }
 LITE_FILES = {f"megaservice/lite/{name}" for name in (
-    "__init__.py", "constants.py", "dag.py", "orchestrator.py", "params.py", "service.py")}
+    "__init__.py", "constants.py", "dag.py", "http.py", "orchestrator.py", "params.py", "service.py")}
 
 
 # ---------------------------------------------------------------- answer sets
@@ -248,7 +248,8 @@ def test_requirements_per_runtime(rendered):
     pins = [line for line in (project / "megaservice" / "requirements.txt").read_text().splitlines()
             if line and not line.startswith("#")]
     expected = ["fastapi==0.124.0", "pydantic==2.11.7", "uvicorn==0.35.0", "aiohttp==3.12.15"]
-    assert pins == (["opea-comps==1.5", *expected] if data["runtime"] == "comps" else expected)
+    lite_only = ["httptools==0.6.4", 'uvloop==0.21.0; sys_platform != "win32"']
+    assert pins == (["opea-comps==1.5", *expected] if data["runtime"] == "comps" else [*expected, *lite_only])
     dev = [line for line in (project / "requirements-dev.txt").read_text().splitlines() if "==" in line]
     assert {line.split("==")[0] for line in dev} == {"pytest", "httpx", "docker"}
 

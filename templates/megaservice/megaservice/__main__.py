@@ -7,8 +7,6 @@ default 10), closes the orchestrator's connections and exits 0.
 
 from __future__ import annotations
 
-import os
-
 import uvicorn
 
 from . import settings
@@ -22,7 +20,7 @@ def main() -> None:
         host=settings.host(),
         port=settings.port(),
         log_level=settings.log_level(),
-        timeout_graceful_shutdown=float(os.environ.get("MEGA_SERVICE_GRACEFUL_TIMEOUT", 10)),
+        timeout_graceful_shutdown=settings.graceful_timeout(),
     )
 
 

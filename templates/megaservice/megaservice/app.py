@@ -3,6 +3,7 @@
     POST <settings.ENDPOINT>   the pipeline (protocol: settings.PROTOCOL, see protocol.py)
     GET  /v1/health_check      liveness (also /v1/health and /health)
     GET  /v1/statistics        request counts and latencies of the megaservice and of every node
+    GET  /metrics              the same, in Prometheus' text format
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def create_app(orchestrator_factory: Callable[[], Orchestrator] = build_orchestr
         settings.bypass_proxies(service.host for service in orchestrator.services.values())
         app.state.orchestrator = orchestrator
         yield
-        close = getattr(orchestrator, "aclose", None)  # lite's pooled session
+        close = getattr(orchestrator, "aclose", None)  # the orchestrator's pooled connections
         if close is not None:
             await close()
 
@@ -92,6 +93,11 @@ def create_app(orchestrator_factory: Callable[[], Orchestrator] = build_orchestr
     @app.get("/v1/statistics")
     async def statistics(request: Request) -> dict[str, Any]:
         return request.app.state.orchestrator.statistics.snapshot()
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        text = request.app.state.orchestrator.statistics.prometheus()
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app
 

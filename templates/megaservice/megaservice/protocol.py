@@ -63,18 +63,29 @@ class NodeError(Exception):
 
     @classmethod
     def from_exception(cls, node: str, error: BaseException) -> NodeError:
-        """Name the node and keep what its failure says, whatever raised it (aiohttp, requests, ...)."""
+        """Name the node and keep what its failure says, whatever raised it (aiohttp, lite, requests, ...)."""
         if isinstance(error, NodeError):
             return error
-        if _is_timeout(error):
-            return cls(node, None, f"no answer within the timeout ({type(error).__name__})", timeout=True)
-        if isinstance(error, aiohttp.ClientResponseError):
-            return cls(node, error.status, error.message or f"HTTP {error.status}")
-        if isinstance(error, aiohttp.ClientConnectionError):
-            return cls(node, None, f"cannot reach the service: {error}")
-        if isinstance(error, (json.JSONDecodeError, aiohttp.ContentTypeError)):
+        if isinstance(error, TimeoutError):  # asyncio's, aiohttp's and lite's timeouts all are
+            return cls(node, None, f"no answer in time ({str(error) or type(error).__name__})", timeout=True)
+        status = getattr(error, "status", None)
+        if isinstance(status, int):  # ServiceError, aiohttp.ClientResponseError, lite's ResponseError
+            message = getattr(error, "detail", None) or getattr(error, "message", None)
+            return cls(node, status, str(message or f"HTTP {status}"))
+        if isinstance(error, (aiohttp.ClientConnectionError, OSError)):  # refused, reset, closed mid-answer
+            return cls(node, None, f"connection failed: {error}")
+        if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError, aiohttp.ContentTypeError)):
             return cls(node, None, f"the answer is not JSON: {error}")
         return cls(node, None, f"{type(error).__name__}: {error}")
+
+
+class ServiceError(Exception):
+    """A node answered an error status; `detail` is the start of its answer."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
 
 
 class RequestError(Exception):
@@ -89,28 +100,18 @@ class RequestError(Exception):
         return {"error": {"node": None, "status": self.status, "detail": self.detail}}
 
 
-def _is_timeout(error: BaseException) -> bool:
-    if isinstance(error, TimeoutError):
-        return True
-    # requests (comps' streaming path) has its own Timeout classes
-    return any(cls.__name__ in ("Timeout", "ReadTimeout", "ConnectTimeout") for cls in type(error).__mro__)
+async def raise_for_status(response: Any) -> None:
+    """Raise ServiceError for an error status, with the start of the service's answer as detail.
 
-
-async def raise_for_status(response: aiohttp.ClientResponse) -> None:
-    """Raise `aiohttp.ClientResponseError` for an error status, with the service's answer as message."""
+    `response` is an aiohttp or a lite answer: both have `status`, `reason` and `text()`.
+    """
     if response.status < 400:
         return
     try:
         detail = (await response.text(errors="replace"))[:MAX_DETAIL]
-    except (TimeoutError, aiohttp.ClientError):
+    except Exception:  # the answer broke off: the status says enough
         detail = ""
-    raise aiohttp.ClientResponseError(
-        response.request_info,
-        response.history,
-        status=response.status,
-        message=detail.strip() or (response.reason or f"HTTP {response.status}"),
-        headers=response.headers,
-    )
+    raise ServiceError(response.status, detail.strip() or response.reason or f"HTTP {response.status}")
 
 
 def validation_detail(error: ValidationError) -> str:

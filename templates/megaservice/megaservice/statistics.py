@@ -1,17 +1,23 @@
 """Request counts and latencies of the megaservice and of every node, in bounded memory.
 
-Counts are totals since start; latency percentiles are over the last `WINDOW`
-calls. For a streaming node the latency is the time to its first byte.
+`/v1/statistics` shows counts since start and latency percentiles over the last
+`WINDOW` calls; `/metrics` shows the same counts and a latency histogram per node
+in Prometheus' text format. For a streaming node the latency is the time to its
+first byte. Memory does not grow with traffic: one fixed-size window and one
+fixed set of histogram buckets per node.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import deque
 from typing import Any
 
 WINDOW = 1024
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+PREFIX = "opea_megaservice"
 
 
 class Counter:
@@ -23,6 +29,7 @@ class Counter:
         self.rejected = 0
         self.total_seconds = 0.0
         self.latencies: deque[float] = deque(maxlen=WINDOW)
+        self.buckets = [0] * (len(BUCKETS) + 1)  # per bucket, not cumulative; the last is +Inf
 
     def record(self, seconds: float, *, failed: bool = False, rejected: bool = False) -> None:
         self.calls += 1
@@ -30,6 +37,7 @@ class Counter:
         self.rejected += rejected
         self.total_seconds += seconds
         self.latencies.append(seconds)
+        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
 
     def snapshot(self) -> dict[str, Any]:
         recent = sorted(self.latencies)
@@ -68,6 +76,61 @@ class Statistics:
             "megaservice": self.megaservice.snapshot(),
             "nodes": {name: counter.snapshot() for name, counter in self.nodes.items()},
         }
+
+    def prometheus(self) -> str:
+        """Every counter in Prometheus' text exposition format (version 0.0.4)."""
+        lines = [
+            f"# HELP {PREFIX}_uptime_seconds Seconds since the megaservice started.",
+            f"# TYPE {PREFIX}_uptime_seconds gauge",
+            f"{PREFIX}_uptime_seconds {time.time() - self.started:.3f}",
+        ]
+        lines += _counter_family(
+            f"{PREFIX}_requests_total", "Requests to the pipeline endpoint, by outcome.",
+            [({}, self.megaservice)],
+        )
+        lines += _histogram_family(
+            f"{PREFIX}_request_duration_seconds", "Time until the pipeline's answer started.",
+            [({}, self.megaservice)],
+        )
+        nodes = [({"node": name}, counter) for name, counter in self.nodes.items()]
+        lines += _counter_family(f"{PREFIX}_node_requests_total", "Calls of each node, by outcome.", nodes)
+        lines += _histogram_family(
+            f"{PREFIX}_node_duration_seconds", "Time until each node's answer (its first byte for a stream).", nodes
+        )
+        return "\n".join(lines) + "\n"
+
+
+def _counter_family(name: str, help_text: str, counters: list[tuple[dict[str, str], Counter]]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+    for labels, counter in counters:
+        succeeded = counter.calls - counter.failures - counter.rejected
+        for outcome, value in (("ok", succeeded), ("failed", counter.failures), ("rejected", counter.rejected)):
+            lines.append(f"{name}{_labels({**labels, 'outcome': outcome})} {value}")
+    return lines
+
+
+def _histogram_family(name: str, help_text: str, counters: list[tuple[dict[str, str], Counter]]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+    for labels, counter in counters:
+        cumulative = 0
+        for bound, count in zip((*BUCKETS, math.inf), counter.buckets, strict=True):
+            cumulative += count
+            le = "+Inf" if bound == math.inf else repr(bound)
+            lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {cumulative}")
+        lines.append(f"{name}_sum{_labels(labels)} {counter.total_seconds:.6f}")
+        lines.append(f"{name}_count{_labels(labels)} {counter.calls}")
+    return lines
+
+
+def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items()) + "}"
+
+
+def _escape(value: str) -> str:
+    """A label value as the text format wants it: backslash, double quote and line feed escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _percentile(ordered: list[float], percent: float) -> float | None:

@@ -14,10 +14,11 @@ What lite keeps from comps 1.5: node names (`name/MicroService`), fan-in (the
 outputs of every predecessor merged with `dict.update`, the last one wins),
 `downstream_black_list` pruning, the `align_inputs` / `align_outputs` /
 `align_generator` hooks and the DAG methods (`downstream`, `predecessors`,
-`all_leaves`, ...). What it does differently: one pooled aiohttp session per
-process instead of one per request, fully async streaming (never `requests`),
-a non-2xx answer raises `aiohttp.ClientResponseError` instead of flowing on,
-and a streaming LLM that has downstream nodes is called without streaming.
+`all_leaves`, ...). What it does differently: one pooled HTTP client per
+process (http.py) instead of a new aiohttp session per request, fully async
+streaming (never `requests`), a non-2xx answer raises `http.ResponseError`
+instead of flowing on, sibling branches are cancelled when one fails, and a
+streaming LLM that has downstream nodes is called without streaming.
 """
 
 from .constants import ServiceRoleType, ServiceType

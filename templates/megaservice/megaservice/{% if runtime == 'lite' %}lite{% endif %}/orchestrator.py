@@ -7,11 +7,11 @@ their outputs merged (`dict.update`, the last predecessor wins); an output
 carrying `downstream_black_list` (regular expressions) removes the matching
 downstream edges. Sibling branches run concurrently.
 
-The HTTP side is built for speed and clear failures: one pooled aiohttp session
-per process (created on the running loop, closed by `aclose()`), streams relayed
-chunk by chunk without blocking the loop, and an error status raised as
-`aiohttp.ClientResponseError` (with the service's answer as its message) instead
-of being passed on as data.
+The HTTP side is built for speed and clear failures: one pooled client per
+process (http.py: keep-alive connections, created on the running loop, closed by
+`aclose()`), streams relayed chunk by chunk without blocking the loop, and an
+error status raised as `http.ResponseError` (with the start of the service's
+answer as its message) instead of being passed on as data.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Coroutine
 from typing import Any
 
-import aiohttp
 from pydantic import BaseModel
 from starlette.responses import StreamingResponse
 
 from .constants import ServiceType
 from .dag import DAG
+from .http import Client, HTTPError, ResponseError, Timeout
 from .params import LLMParams
 from .service import MicroService
 
@@ -43,10 +43,10 @@ class ServiceOrchestrator(DAG):
 
     def __init__(self) -> None:
         self.services: dict[str, MicroService] = {}
-        # comps' fixed timeout; the megaservice passes its own per request.
-        self.timeout = aiohttp.ClientTimeout(total=2000)
+        # comps' fixed timeout; the megaservice passes its own per call.
+        self.timeout = Timeout(connect=2000, read=2000)
         self.connection_limit = 512
-        self._session: aiohttp.ClientSession | None = None
+        self._session: Client | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         super().__init__()
 
@@ -70,17 +70,16 @@ class ServiceOrchestrator(DAG):
 
     # ------------------------------------------------------------ the HTTP client
 
-    async def client(self) -> aiohttp.ClientSession:
-        """The process-wide session, created on the running loop the first time it is needed."""
+    async def client(self) -> Client:
+        """The process-wide client, created on the running loop the first time it is needed."""
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._session_loop is not loop:
-            connector = aiohttp.TCPConnector(limit=self.connection_limit, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, trust_env=True)
+            self._session = Client(limit_per_host=self.connection_limit, timeout=self.timeout)
             self._session_loop = loop
         return self._session
 
     async def aclose(self) -> None:
-        """Close the pooled session (call on shutdown)."""
+        """Close the pooled connections (call on shutdown)."""
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
@@ -104,40 +103,52 @@ class ServiceOrchestrator(DAG):
         runtime_graph = DAG()
         runtime_graph.graph = type(self.graph)((node, set(edges)) for node, edges in self.graph.items())
         entry_nodes = self.ind_nodes()
+        pruned = False
 
-        def start(node: str, inputs: dict) -> asyncio.Task:
-            return asyncio.create_task(
-                self.execute(session, req_start, node, inputs, runtime_graph, llm_parameters, **kwargs)
-            )
+        def call(node: str, inputs: dict) -> Coroutine[Any, Any, tuple[Any, str]]:
+            return self.execute(session, req_start, node, inputs, runtime_graph, llm_parameters, **kwargs)
 
-        pending = {start(node, initial_inputs) for node in entry_nodes}
+        def finished(response: Any, node: str) -> list[tuple[str, dict]]:
+            """Record a node's answer; return the downstream nodes it made ready, with their inputs."""
+            nonlocal pruned
+            result_dict[node] = response
+            downstreams = runtime_graph.downstream(node)
+            if isinstance(response, dict) and "downstream_black_list" in response:
+                downstreams = self._prune(node, response, downstreams, runtime_graph)
+                pruned = True
+                if not downstreams and llm_parameters.stream and "text" in response:
+                    result_dict[node] = _text_stream(response["text"])
+            ready = []
+            for downstream in downstreams:
+                predecessors = runtime_graph.predecessors(downstream)
+                if all(predecessor in result_dict for predecessor in predecessors):
+                    ready.append((downstream, self.process_outputs(predecessors, result_dict)))
+            return ready
+
+        ready = [(node, initial_inputs) for node in entry_nodes]
+        pending: set[asyncio.Task] = set()
         try:
-            while pending:
+            while ready or pending:
+                if len(ready) == 1 and not pending:
+                    # The only node that can run now is awaited in place: a chain needs no task at all.
+                    ready = finished(*await call(*ready[0]))
+                    continue
+                pending.update(asyncio.create_task(call(node, inputs)) for node, inputs in ready)
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    response, node = task.result()
-                    result_dict[node] = response
-                    downstreams = runtime_graph.downstream(node)
-                    if isinstance(response, dict) and "downstream_black_list" in response:
-                        downstreams = self._prune(node, response, downstreams, runtime_graph)
-                        if not downstreams and llm_parameters.stream and "text" in response:
-                            result_dict[node] = _text_stream(response["text"])
-                    for downstream in downstreams:
-                        predecessors = runtime_graph.predecessors(downstream)
-                        if all(predecessor in result_dict for predecessor in predecessors):
-                            pending.add(start(downstream, self.process_outputs(predecessors, result_dict)))
+                ready = [item for task in done for item in finished(*task.result())]
         except BaseException:
-            for task in pending:
+            for task in pending:  # a failed node fails the request: stop its siblings
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             raise
 
-        reachable = set(entry_nodes)
-        for node in entry_nodes:
-            reachable.update(runtime_graph.all_downstreams(node))
-        for node in list(runtime_graph.graph):
-            if node not in reachable:
-                runtime_graph.delete_node_if_exists(node)
+        if pruned:  # as comps: the graph that ran keeps only what the entry nodes still reach
+            reachable = set(entry_nodes)
+            for node in entry_nodes:
+                reachable.update(runtime_graph.all_downstreams(node))
+            for node in list(runtime_graph.graph):
+                if node not in reachable:
+                    runtime_graph.delete_node_if_exists(node)
         return result_dict, runtime_graph
 
     def _prune(self, node: str, response: dict, downstreams: list[str], runtime_graph: DAG) -> list[str]:
@@ -161,7 +172,7 @@ class ServiceOrchestrator(DAG):
 
     async def execute(
         self,
-        session: aiohttp.ClientSession,
+        session: Client,
         req_start: float,
         cur_node: str,
         inputs: dict | BaseModel,
@@ -199,7 +210,7 @@ class ServiceOrchestrator(DAG):
             except BaseException:
                 response.release()
                 raise
-            generator = self.align_generator(_relay(response), **kwargs)
+            generator = self.align_generator(response.iter_chunks(), **kwargs)
             return StreamingResponse(generator, media_type="text/event-stream"), cur_node
 
         async with response:
@@ -229,30 +240,15 @@ class ServiceOrchestrator(DAG):
         return {leaf: result_dict[leaf] for leaf in runtime_graph.all_leaves()}
 
 
-async def raise_for_status(response: aiohttp.ClientResponse) -> None:
-    """Raise `aiohttp.ClientResponseError` for an error status, with the service's answer as message."""
+async def raise_for_status(response: Any) -> None:
+    """Raise `http.ResponseError` for an error status, with the start of the service's answer as message."""
     if response.status < 400:
         return
     try:
         detail = (await response.text(errors="replace"))[:MAX_ERROR_DETAIL]
-    except (TimeoutError, aiohttp.ClientError):
-        detail = response.reason or ""
-    raise aiohttp.ClientResponseError(
-        response.request_info,
-        response.history,
-        status=response.status,
-        message=detail.strip() or (response.reason or ""),
-        headers=response.headers,
-    )
-
-
-async def _relay(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body of a streaming answer, chunk by chunk as it arrives."""
-    try:
-        async for chunk in response.content.iter_any():
-            yield chunk
-    finally:
-        response.release()
+    except (TimeoutError, HTTPError, OSError):
+        detail = ""
+    raise ResponseError(response.status, detail.strip() or response.reason or f"HTTP {response.status}")
 
 
 def _text_stream(text: str) -> StreamingResponse:
