@@ -15,6 +15,7 @@ The statistics (requests and failures per node) must agree too.
 
 from __future__ import annotations
 
+import ast
 import json
 from typing import Any
 
@@ -222,3 +223,21 @@ def counts(url: str) -> dict[str, Any]:
         "nodes": {name: (node["requests"], node["failures"]) for name, node in snapshot["nodes"].items()},
         "metrics": samples,
     }
+
+
+def test_opea_stream_format_on_both_runtimes(projects, processes):
+    """MEGA_SERVICE_STREAM_FORMAT=opea: the `data: b'token'` events OPEA's UIs read, with the same text."""
+    llm = processes.service(projects(GUARDED_CHAT, "lite"), "llm")
+    guard = processes.service(projects(GUARDED_CHAT, "lite"), "guard")
+    nodes = {"llm": llm.port, "guard": guard.port}
+    megaservices = [processes.megaservice(projects(GUARDED_CHAT, runtime), nodes, MEGA_SERVICE_STREAM_FORMAT="opea")
+                    for runtime in RUNTIMES]
+    url = "/v1/guarded-chat"
+    streams = [httpx.post(server.url + url, json=chat(QUESTION, stream=True), timeout=60, trust_env=False).text
+               for server in megaservices]
+    assert streams[0] == streams[1]
+    events = [line[len("data: "):] for line in streams[0].splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and all(event.startswith(("b'", 'b"')) for event in events[:-1])
+    whole = httpx.post(megaservices[1].url + url, json=chat(QUESTION), timeout=60, trust_env=False).json()
+    text = "".join(ast.literal_eval(event).decode() for event in events[:-1])
+    assert text.split() == whole["choices"][0]["message"]["content"].split()

@@ -45,6 +45,7 @@ def create_app(orchestrator_factory: Callable[[], Orchestrator] = build_orchestr
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.stream_format()  # a bad MEGA_SERVICE_STREAM_FORMAT stops the start, not every request
         orchestrator = orchestrator_factory()
         settings.bypass_proxies(service.host for service in orchestrator.services.values())
         app.state.orchestrator = orchestrator
@@ -120,11 +121,11 @@ async def chat(orchestrator: Orchestrator, body: Any) -> Response:
         initial_inputs={"text": request.prompt()}, llm_parameters=parameters
     )
     node, output = chat_output(orchestrator, result_dict, runtime_graph)
-    answer = ChatAnswer(request.model or settings.NAME)
+    answer = ChatAnswer(request.model or settings.NAME, settings.stream_format())
     if request.stream:
         if isinstance(output, StreamingResponse):
             return await relay(node, output, answer)
-        return StreamingResponse(synthesised(text_of(output), answer), media_type="text/event-stream")
+        return event_stream(synthesised(text_of(output), answer))
     if isinstance(output, StreamingResponse):
         content = "".join([piece async for piece in text_pieces(node, output)])
     else:
@@ -193,7 +194,7 @@ async def relay(node: str, response: StreamingResponse, answer: ChatAnswer) -> S
             await pieces.aclose()  # also when the client went away: release the node's stream
         yield DONE
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+    return event_stream(events())
 
 
 async def synthesised(text: str, answer: ChatAnswer) -> AsyncIterator[str]:
@@ -204,6 +205,15 @@ async def synthesised(text: str, answer: ChatAnswer) -> AsyncIterator[str]:
         yield answer.chunk(token)
     yield answer.chunk(finish=True)
     yield DONE
+
+
+def event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+    async def nonempty() -> AsyncIterator[str]:
+        async for event in events:
+            if event:  # a format may have nothing to send for an event
+                yield event
+
+    return StreamingResponse(nonempty(), media_type="text/event-stream")
 
 
 # ---------------------------------------------------------------- raw

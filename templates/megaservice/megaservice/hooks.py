@@ -29,8 +29,9 @@ def align_outputs(outputs: Any, **context: Any) -> Any:
 
 
 def align_generator(chunks: Any, **context: Any) -> Any:
-    """The raw stream of a streaming llm/lvm node: SSE chunks, an iterator (comps) or async iterator (lite).
+    """The raw stream of a streaming llm/lvm node: an async iterator of the bytes it sends (SSE), on both runtimes.
 
-    The megaservice re-emits whatever you yield as OpenAI chat.completion.chunk events.
+    The megaservice reads whatever you yield (bytes or str, in any of the formats protocol.StreamDecoder
+    knows) and re-emits its text as chat stream events.
     """
     return chunks

@@ -2,7 +2,8 @@
 
 chat  An OpenAI-style chat request in: {"messages": str | [{"role", "content"}],
       "stream": false, "max_tokens"?, "temperature"?, ...}. Out: a ChatCompletion, or
-      (stream: true) an SSE stream of `chat.completion.chunk` events ending `data: [DONE]`.
+      (stream: true) an SSE stream ending `data: [DONE]` of `chat.completion.chunk` events,
+      or of OPEA's `data: b'token'` events (MEGA_SERVICE_STREAM_FORMAT=opea).
 raw   Any JSON object in, used as the initial inputs of the flow. Out: the output of
       the terminal node that ran, or {node name: output} when several ran.
 
@@ -243,12 +244,18 @@ def text_of(output: Any) -> str:
 
 
 class ChatAnswer:
-    """Builds the ChatCompletion / chat.completion.chunk documents of one answer."""
+    """Builds the ChatCompletion and the stream events of one answer.
 
-    def __init__(self, model: str) -> None:
+    Streams are OpenAI `chat.completion.chunk` events by default; with `stream_format="opea"`,
+    the events OPEA's own megaservices send (`data: b'token'`, a Python bytes literal) that
+    OPEA's UIs read. Both end with `data: [DONE]`.
+    """
+
+    def __init__(self, model: str, stream_format: str = "openai") -> None:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model = model
+        self.stream_format = stream_format
 
     def completion(self, content: str) -> dict[str, Any]:
         return {
@@ -263,6 +270,9 @@ class ChatAnswer:
         }
 
     def chunk(self, content: str | None = None, *, first: bool = False, finish: bool = False) -> str:
+        """One stream event; "" when the format has nothing to send for it (OPEA has no role or finish events)."""
+        if self.stream_format == "opea":
+            return f"data: {content.encode('utf-8')!r}\n\n" if content else ""
         delta: dict[str, Any] = {}
         if first:
             delta["role"] = "assistant"

@@ -85,6 +85,13 @@ def test_chat_answer_documents():
     assert last["choices"][0]["finish_reason"] == "stop" and last["id"] == chunk["id"]
 
 
+def test_opea_stream_events_read_back():
+    answer = ChatAnswer("m", "opea")
+    events = [answer.chunk("Héllo", first=True), answer.chunk(" it's"), answer.chunk(finish=True)]
+    assert events == ["data: b'H\\xc3\\xa9llo'\n\n", 'data: b" it\'s"\n\n', ""]
+    assert decode([*events, "data: [DONE]\n\n"])[0] == "Héllo it's"
+
+
 @pytest.mark.parametrize("text", ["", "one", "two words", "  spaced   out  ", "line\nbreak"])
 def test_words_join_back(text):
     assert "".join(words(text)) == text
