@@ -18,7 +18,7 @@ from aiohttp import web
 
 from megaservice.pipeline import Orchestrator
 from megaservice.protocol import NodeError, StreamDecoder, spec_name
-from megaservice.runtime import LLMParams, MicroService, ServiceType
+from megaservice.runtime import LLMParams, MicroService, ServiceOrchestrator, ServiceType
 from megaservice.settings import Timeouts
 
 Behaviour = Callable[[str, dict, web.Request], Awaitable[web.StreamResponse]]
@@ -374,6 +374,63 @@ def test_an_llm_with_downstream_nodes_is_called_without_streaming():
             assert outputs["after"]["text"] == "stream=False"
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- the runtime's own API
+
+
+def test_the_runtime_has_comps_public_api():
+    """ServiceOrchestrator itself, not this project's subclass: what OPEA code written for comps relies on."""
+
+    async def left(node: str, body: dict, request: web.Request) -> web.Response:
+        return web.json_response({"shared": "left", "left": True})
+
+    async def guard(node: str, body: dict, request: web.Request) -> web.Response:
+        return web.json_response({**body, "downstream_black_list": ["^never"]})
+
+    async def llm(node: str, body: dict, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(f"data: {json.dumps(body['query'])}\n\ndata: [DONE]\n\n".encode())
+        return response
+
+    async def scenario(port: int) -> None:
+        def service(name: str, service_type: ServiceType = ServiceType.UNDEFINED) -> MicroService:
+            return MicroService(name=name, host="127.0.0.1", port=port, endpoint=f"/{name}",
+                                use_remote_service=True, service_type=service_type)
+
+        orchestrator = ServiceOrchestrator()
+        nodes = {name: service(name) for name in ("guard", "left", "right", "merge", "never")}
+        nodes["llm"] = service("llm", ServiceType.LLM)
+        for node in nodes.values():
+            assert orchestrator.add(node) is orchestrator
+        assert orchestrator.flow_to(nodes["guard"], nodes["left"]) and orchestrator.flow_to(nodes["guard"],
+                                                                                            nodes["right"])
+        for source, target in (("left", "merge"), ("right", "merge"), ("guard", "never"), ("merge", "llm")):
+            assert orchestrator.flow_to(nodes[source], nodes[target])
+        assert orchestrator.flow_to(nodes["llm"], nodes["guard"]) is False  # a cycle: False, not an exception
+        result_dict, runtime_graph = await orchestrator.schedule(
+            initial_inputs={"text": "q", "query": "q"}, llm_parameters=LLMParams(stream=True))
+        assert set(result_dict) == {f"{name}/MicroService" for name in ("guard", "left", "right", "merge", "llm")}
+        assert result_dict["merge/MicroService"]["shared"] == "right"  # fan-in: dict.update, the last one wins
+        assert result_dict["merge/MicroService"]["left"] is True
+        assert "never/MicroService" not in runtime_graph.graph  # pruned by the black list
+        assert runtime_graph.all_leaves() == ["llm/MicroService"]
+        final = orchestrator.get_all_final_outputs(result_dict, runtime_graph)
+        stream = final["llm/MicroService"]
+        chunks = [chunk async for chunk in stream.body_iterator]
+        text = b"".join(chunk if isinstance(chunk, bytes) else chunk.encode() for chunk in chunks)
+        assert text == b'data: "q"\n\ndata: [DONE]\n\n'
+        close = getattr(orchestrator, "aclose", None)
+        if close is not None:
+            await close()
+
+    async def passthrough_right(node: str, body: dict, request: web.Request) -> web.Response:
+        return web.json_response({**body, "shared": "right"})
+
+    # comps streams with a blocking call: its server must not share the loop
+    with Services(guard=guard, left=left, right=passthrough_right, llm=llm).in_thread() as services:
+        asyncio.run(scenario(services.port))
 
 
 # ---------------------------------------------------------------- statistics
