@@ -9,8 +9,9 @@ per runtime with `make install` (or reuses --venv-comps / --venv-lite, created
 if missing: opea-comps takes about 80 s); then, on 127.0.0.1:
 
 * starts the chain's two services once, from the lite venv (as `make run` of a
-  lite project does), and both megaservices pointing at those same services, so
-  only the megaservice differs between the rows;
+  lite project does), and the megaservices pointing at those same services —
+  lite, comps, and comps with MEGA_SERVICE_POOL_CONNECTIONS=true — so only the
+  megaservice differs between the rows;
 * loads each megaservice, and each service directly (the limit), with wrk
   (`apt-get install wrk`; without it a built-in aiohttp load generator, which
   costs more CPU itself, so its figures are lower) at 1 and 16 connections:
@@ -202,9 +203,9 @@ class Bench:
         return self.start(name, [self.python(runtime), "-m", "app"], project / "services" / name,
                           {"HOST": "127.0.0.1", "PORT": str(port), **env}, port)
 
-    def megaservice(self, project: Path, runtime: str, nodes: dict[str, Server]) -> Server:
+    def megaservice(self, project: Path, runtime: str, nodes: dict[str, Server], **extra: str) -> Server:
         port = free_port()
-        env = {"MEGA_SERVICE_HOST": "127.0.0.1", "MEGA_SERVICE_PORT": str(port)}
+        env = {"MEGA_SERVICE_HOST": "127.0.0.1", "MEGA_SERVICE_PORT": str(port), **extra}
         for name, server in nodes.items():
             env[f"{name.upper()}_SERVICE_HOST_IP"] = "127.0.0.1"
             env[f"{name.upper()}_SERVICE_PORT"] = str(server.port)
@@ -229,9 +230,12 @@ class Bench:
         lite_project = self.projects[("chain", "lite")]
         first = self.service(lite_project, "first")
         second = self.service(lite_project, "second")
-        megaservices = {runtime: self.megaservice(self.projects[("chain", runtime)], runtime,
-                                                  {"first": first, "second": second})
+        nodes = {"first": first, "second": second}
+        megaservices = {runtime: self.megaservice(self.projects[("chain", runtime)], runtime, nodes)
                         for runtime in RUNTIMES}
+        # comps as opea-comps runs it (a new session per request) above; here with MEGA_SERVICE_POOL_CONNECTIONS
+        megaservices["comps pooled"] = self.megaservice(self.projects[("chain", "comps")], "comps", nodes,
+                                                        MEGA_SERVICE_POOL_CONNECTIONS="true")
         for runtime, server in megaservices.items():
             answer = post_json(f"http://127.0.0.1:{server.port}/v1/chain", BODY)
             if answer.get("trace") != ["first", "second"]:
@@ -248,7 +252,7 @@ class Bench:
             for label, url, server in targets:
                 self.load(url, connections, min(2.0, self.args.duration))  # warm-up
                 results.append(self.measure(label, url, server, connections))
-                print(f"  {label:<22} {connections:>2} connections  {results[-1].rate:8.1f} req/s", flush=True)
+                print(f"  {label:<26} {connections:>2} connections  {results[-1].rate:8.1f} req/s", flush=True)
         return results
 
     def measure(self, label: str, url: str, server: Server, connections: int) -> Result:
@@ -285,7 +289,7 @@ class Bench:
             command = [self.python("lite"), __file__, "_streams", url, json.dumps(body), str(STREAMS)]
             data = json.loads(run(command, capture=True))
             results.append(StreamResult(label, data["one"], data["many"], data["first_token"], data["failures"]))
-            print(f"  {label:<22} 1 stream {data['one']:.2f} s, {STREAMS} streams {data['many']:.2f} s", flush=True)
+            print(f"  {label:<26} 1 stream {data['one']:.2f} s, {STREAMS} streams {data['many']:.2f} s", flush=True)
         return results
 
 
@@ -405,21 +409,24 @@ def report(chain: list[Result], streams: list[StreamResult], loader: str, args: 
     print(f"\nMegaservice runtimes on 127.0.0.1 ({os.cpu_count()} CPUs), {loader}, "
           f"{args.duration:g} s per run, LOG_LEVEL={args.log_level}; total {seconds:.0f} s\n")
     print("2-hop pass-through chain (first -> second, raw protocol); services run from the lite venv")
-    print(f"{'target':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'RSS MB':>8}"
+    print(f"{'target':<26}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'RSS MB':>8}"
           f"{'errors':>8}")
     for result in chain:
-        print(f"{result.label:<22}{result.connections:>6}{result.rate:>10.1f}{result.p50_ms:>9.2f}"
+        print(f"{result.label:<26}{result.connections:>6}{result.rate:>10.1f}{result.p50_ms:>9.2f}"
               f"{result.p99_ms:>9.2f}{result.cpu_ms_per_request:>12.3f}{result.rss_mb:>8.1f}{result.errors:>8}")
 
     def find(label: str, connections: int) -> Result:
         return next(result for result in chain if result.label == label and result.connections == connections)
 
     comps16, lite16 = find("comps megaservice", 16), find("lite megaservice", 16)
+    pooled16 = find("comps pooled megaservice", 16)
     hops = [find(f"direct: {name}", 1) for name in ("first", "second")]
     direct_p50 = sum(hop.p50_ms for hop in hops)
     limit16 = 1 / sum(1 / find(f"direct: {name}", 16).rate for name in ("first", "second"))
     print()
     print(f"lite / comps, req/s at 16 connections: {lite16.rate / comps16.rate:.2f}x   (goal >= 3.5x)")
+    print(f"lite / comps with MEGA_SERVICE_POOL_CONNECTIONS=true: {lite16.rate / pooled16.rate:.2f}x "
+          f"(comps pooled is {pooled16.rate / comps16.rate:.2f}x comps)")
     print(f"direct 2-hop limit at 16 connections: ~{limit16:.0f} req/s  (1 / (1/first + 1/second): both hops' CPU)")
     for runtime in RUNTIMES:
         mega = find(f"{runtime} megaservice", 1)
@@ -429,12 +436,17 @@ def report(chain: list[Result], streams: list[StreamResult], loader: str, args: 
               f"{overhead:.2f} ms{goal}")
     print(f"\n{STREAMS} concurrent streams through the LLM stub ({FIRST_TOKEN_DELAY:g} s to the first token, "
           f"{TOKEN_DELAY:g} s per token, {STREAM_BODY['max_tokens']} tokens at most)")
-    print(f"{'target':<22}{'1 stream s':>12}{f'{STREAMS} streams s':>13}{'ratio':>8}{'max TTFT s':>12}{'failed':>8}")
+    print(f"{'target':<26}{'1 stream s':>12}{f'{STREAMS} streams s':>13}{'ratio':>8}{'max TTFT s':>12}{'failed':>8}")
     for result in streams:
-        print(f"{result.label:<22}{result.one_seconds:>12.3f}{result.many_seconds:>13.3f}"
+        print(f"{result.label:<26}{result.one_seconds:>12.3f}{result.many_seconds:>13.3f}"
               f"{result.many_seconds / result.one_seconds:>8.2f}{result.first_token_seconds:>12.3f}"
               f"{result.failures:>8}")
     print("  (goal: 8 streams in <= 1.2x the time of one)")
+    failed = [result.label for result in chain if result.errors]
+    failed += [result.label for result in streams if result.failures]
+    if failed:
+        print(f"\nWARNING: requests failed for {', '.join(dict.fromkeys(failed))}: their figures measure failures, "
+              "not the pipeline; see the logs in the work folder")
 
 
 # ---------------------------------------------------------------- helpers
