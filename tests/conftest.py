@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +73,47 @@ def project_venvs(tmp_path_factory) -> Path:
     Every tier that installs projects shares them: opea-comps alone takes ~80 s to install.
     """
     return tmp_path_factory.mktemp("project-venvs")
+
+
+# ---------------------------------------------------------------- helpers shared by the tiers
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different ports of 127.0.0.1 that were free a moment ago."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def tool(name: str) -> str:
+    """A command installed beside this Python (the test venv), else on PATH; skips, saying why, when missing."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        pytest.skip(f"{name} not found beside {sys.executable} or on PATH (pip install {name})")
+    return found
+
+
+def copier_render(template: Path, data: dict[str, Any], destination: Path, **kwargs: Any) -> Path:
+    """One template rendered with copier itself (not through opea-new), as the template tests need."""
+    from copier import run_copy
+
+    run_copy(str(template), destination, data=data, defaults=True, quiet=True, **kwargs)
+    return destination
+
+
+def files_of(root: Path) -> dict[str, str]:
+    """Every file under `root` by its POSIX path relative to it, with its text."""
+    return {path.relative_to(root).as_posix(): path.read_text() for path in sorted(root.rglob("*"))
+            if path.is_file()}

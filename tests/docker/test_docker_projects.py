@@ -19,7 +19,6 @@ requirements layer (opea-comps is installed once per engine data root).
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ import pytest
 import yaml
 from engine import BASE_IMAGE, ComposeProject, Engine
 
-from tests.conftest import run_cli
+from tests.conftest import free_ports, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -45,17 +44,6 @@ PROJECTS = [("chat", "lite"), ("chat", "comps"), ("raw", "lite"), ("raw", "comps
 # Which of its own checks each project runs (both checks on both runtimes and both protocols).
 OWN_CHECK = {("chat", "lite"): "test_compose.sh", ("chat", "comps"): "test_docker.py",
              ("raw", "lite"): "test_docker.py", ("raw", "comps"): "test_compose.sh"}
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
 
 
 def chat_spec(name: str) -> dict[str, Any]:

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import SHARED_SPECS, run_cli
+from tests.conftest import SHARED_SPECS, free_ports, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -84,17 +83,6 @@ def clean_environment(**extra: str) -> dict[str, str]:
     environment = {key: value for key, value in os.environ.items()
                    if not key.endswith(inherited) and key not in ("VENV", "MAKEFLAGS", "MEGA_SERVICE_PORT")}
     return {**environment, **extra}
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
 
 
 def wait_for(process: subprocess.Popen, needle: str, timeout: float) -> str:

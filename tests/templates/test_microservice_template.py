@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.conftest import copier_render, files_of, free_port, tool
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "templates" / "microservice"
@@ -56,22 +56,7 @@ def answers(stub: str, *, name: str | None = None, port: int = 7100) -> dict[str
 
 
 def render(data: dict[str, Any], destination: Path, template: Path = TEMPLATE, **kwargs: Any) -> Path:
-    from copier import run_copy
-
-    run_copy(str(template), destination, data=data, defaults=True, quiet=True, **kwargs)
-    return destination
-
-
-def files_of(root: Path) -> dict[str, str]:
-    return {path.relative_to(root).as_posix(): path.read_text() for path in sorted(root.rglob("*"))
-            if path.is_file()}
-
-
-def tool(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return str(beside)
-    return shutil.which(name) or pytest.skip(f"{name} not found beside {sys.executable} or on PATH")
+    return copier_render(template, data, destination, **kwargs)
 
 
 def pins(text: str) -> dict[str, str]:
@@ -215,12 +200,6 @@ def service_venv(tmp_path_factory) -> Path:
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                     "-r", str(requirements), "-r", str(dev)], check=True, timeout=900)
     return venv / "bin" / "python"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.slow
