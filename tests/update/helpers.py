@@ -82,8 +82,10 @@ def files_with_markers(project: Path) -> list[str]:
     for path in sorted(project.rglob("*")):
         if ".git" in path.relative_to(project).parts or not path.is_file():
             continue
-        text = path.read_text(errors="replace")
-        if any(marker in text for marker in MARKERS):
+        lines = path.read_text(errors="replace").splitlines()
+        # A marker is a line that starts with one (as git and editors see it): a README that
+        # mentions `<<<<<<< before updating` in a sentence has no conflict.
+        if any(line.startswith(MARKERS) for line in lines):
             found.append(path.relative_to(project).as_posix())
     return found
 
