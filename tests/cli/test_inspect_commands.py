@@ -102,3 +102,6 @@ def test_graph_reads_a_generated_project(cli, tmp_path):
     assert result.stdout.strip() in readme
 
 
+    inside = cli("graph", cwd=tmp_path / "p" / "services" / "data-processor")  # found from a subfolder, like git
+    assert inside.returncode == 0, inside.stderr
+    assert inside.stdout == result.stdout

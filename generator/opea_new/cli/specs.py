@@ -23,16 +23,15 @@ def load_spec_or_fail(path: Path, *, writing: bool = True) -> Pipeline:
 
 
 def load_project_or_fail(project: Path) -> Pipeline:
-    """The pipeline recorded in a generated project's root answers file."""
+    """The pipeline recorded in a generated project's root answers file (found from a subfolder too, like git)."""
+    from ..project import Project, ProjectError
     from ..render import ROOT_ANSWERS
     from ..spec import SpecError, load_answers
 
-    answers = project / ROOT_ANSWERS
-    if not answers.is_file():
-        fail_usage(
-            f"{project} is not an opea-new project (no {ROOT_ANSWERS})",
-            hint="run this inside a generated project, or pass --project DIR",
-        )
+    try:
+        answers = Project.open(project).root / ROOT_ANSWERS
+    except ProjectError as error:
+        fail_usage(str(error), hint="run this inside a generated project, or pass --project DIR")
     try:
         return load_answers(answers)
     except SpecError as error:
