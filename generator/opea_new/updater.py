@@ -124,7 +124,7 @@ def recorded_pipeline(project: Project) -> Pipeline:
     try:
         return Pipeline.from_answers(project.root_part.answers)
     except SpecError as error:
-        details = "; ".join(f"{p.location}: {p.message}" if p.location else p.message for p in error.problems)
+        details = "; ".join(map(str, error.problems))
         raise UpdateRefused(f"{_where(project.root_part)} does not hold a valid pipeline: {details}") from None
 
 
@@ -143,12 +143,8 @@ def update(root: Path, *, dry_run: bool = False) -> ChangeReport:
     changes = []
     for part in stale:
         _require_known_version(sources[part.template], part)
-        changes.append(PartChange(
-            part.template, part.path, part.answers_file,
-            old=Rendering(part.ref, part.user_answers()),
-            new=Rendering(target, _answers_now(part, pipeline)),
-            step=f"updated {part.label} v{part.version} → v{template_version()}",
-        ))
+        changes.append(_part_change(part, target, _answers_now(part, pipeline),
+                                     f"updated {part.label} v{part.version} → v{template_version()}"))
     return _run(project, sources, changes, dry_run=dry_run)
 
 
@@ -158,16 +154,16 @@ def change_pipeline(root: Path, new: Pipeline, *, dry_run: bool = False, force: 
     require_current(project)
     sources = ensure_templates()
     ref = version_tag(template_version())
-    changes = [_same_version(project.root_part, ref, render.root_answers(new),
+    changes = [_part_change(project.root_part, ref, render.root_answers(new),
                              "rewired the megaservice, its tests and the README")]
-    changes += [_same_version(part, ref, render.compose_answers(new), "rewired compose.yaml and .env.example")
+    changes += [_part_change(part, ref, render.compose_answers(new), "rewired compose.yaml and .env.example")
                 for part in project.parts if part.template == "compose"]
     existing = project.services()
     wanted = {service.name: service for service in render.generated_services(new)}
     for name, service in wanted.items():
         answers = render.microservice_answers(new, service)
         if name in existing:
-            changes.append(_same_version(existing[name], ref, answers, f"rewired {existing[name].path}/"))
+            changes.append(_part_change(existing[name], ref, answers, f"rewired {existing[name].path}/"))
         else:
             changes.append(PartChange("microservice", render.service_dir(name), render.ROOT_ANSWERS, old=None,
                                       new=Rendering(ref, answers), step=f"added {render.service_dir(name)}/"))
@@ -180,7 +176,8 @@ def change_pipeline(root: Path, new: Pipeline, *, dry_run: bool = False, force: 
     return _run(project, sources, changes, dry_run=dry_run, force=force)
 
 
-def _same_version(part: Part, ref: str, answers: dict[str, Any], step: str) -> PartChange:
+def _part_change(part: Part, ref: str, answers: dict[str, Any], step: str) -> PartChange:
+    """The change of an existing part from what rendered it last to `ref` with `answers`."""
     return PartChange(part.template, part.path, part.answers_file, old=Rendering(part.ref, part.user_answers()),
                       new=Rendering(ref, answers), step=step)
 
