@@ -38,6 +38,7 @@ from .paths import templates_root
 
 TEMPLATE_NAMES = ("megaservice", "compose", "microservice")
 CACHE_LOCATION = "~/.cache/opea-new/templates"
+VENDOR_DIR = "vendor"  # in a project: the runtime library's wheel, for offline installs
 
 # Test and release hooks: render from another template folder / under another version.
 TEMPLATES_DIR_ENV = "OPEA_NEW_TEMPLATES_DIR"
@@ -217,7 +218,21 @@ def _tree_of(template: Path, repo: Path) -> str:
         env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
         _git(repo, f"--work-tree={template}", "add", "--all", "--force", "--", ".", *_NOT_TEMPLATE_CONTENT,
              env=env, cwd=template)
+        for path, data in built_files(template.name).items():
+            blob = subprocess.run(["git", f"--git-dir={repo}", "hash-object", "-w", "--stdin"], input=data,
+                                  capture_output=True, check=True).stdout.decode().strip()
+            _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
         return _git(repo, "write-tree", env=env)
+
+
+def built_files(template: str) -> dict[str, bytes]:
+    """Files a template's release holds that are built, not written: the root carries the runtime's wheel."""
+    if template != "megaservice":
+        return {}
+    from . import runtime_wheel
+
+    name, data = runtime_wheel.build()
+    return {f"{VENDOR_DIR}/{name}": data}
 
 
 def _git(repo: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
