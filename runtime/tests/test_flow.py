@@ -1,4 +1,4 @@
-"""How a request runs through a flow on this project's runtime: routing, failures, streams, statistics.
+"""How a request runs through a flow on either runtime (runtime_under_test.py): routing, failures, streams, statistics.
 
 Each test builds a small orchestrator of its own (not the spec's) whose nodes
 are routes of one aiohttp server running in this process.
@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from megaservice.pipeline import Orchestrator
-from megaservice.protocol import NodeError, StreamDecoder, spec_name
-from megaservice.runtime import LLMParams, MicroService, ServiceOrchestrator, ServiceType
-from megaservice.settings import Timeouts
+from runtime_under_test import BaseOrchestrator, LLMParams, MicroService, Orchestrator, ServiceType
+
+from opea_new_runtime.protocol import NodeError, StreamDecoder, spec_name
+from opea_new_runtime.settings import Timeouts
 
 Behaviour = Callable[[str, dict, web.Request], Awaitable[web.StreamResponse]]
 RAW = LLMParams(stream=False)
@@ -103,7 +103,7 @@ def build(port: int, edges: list[tuple], *, nodes: list[str] = (), types: dict[s
           timeouts: Timeouts | None = None) -> Orchestrator:
     """An orchestrator of the nodes named in `edges` (source, target[, condition]) and `nodes`, in that order."""
     names = list(dict.fromkeys([*nodes, *(name for edge in edges for name in edge[:2])]))
-    orchestrator = Orchestrator(timeouts or Timeouts(call=10, connect=10, request=30))
+    orchestrator = Orchestrator(timeouts=timeouts or Timeouts(call=10, connect=10, request=30))
     services = {
         name: MicroService(name=name, host="127.0.0.1", port=port, endpoint=f"/{name}", use_remote_service=True,
                            service_type=(types or {}).get(name, ServiceType.UNDEFINED))
@@ -112,7 +112,7 @@ def build(port: int, edges: list[tuple], *, nodes: list[str] = (), types: dict[s
     for service in services.values():
         orchestrator.add(service)
     for source, target, *condition in edges:
-        orchestrator.connect(services[source], services[target], *condition)
+        orchestrator.flow_to(services[source], services[target], *condition)
     return orchestrator
 
 
@@ -380,7 +380,7 @@ def test_an_llm_with_downstream_nodes_is_called_without_streaming():
 
 
 def test_the_runtime_has_comps_public_api():
-    """ServiceOrchestrator itself, not this project's subclass: what OPEA code written for comps relies on."""
+    """The runtime's own ServiceOrchestrator, not the extension: what OPEA code written for comps relies on."""
 
     async def left(node: str, body: dict, request: web.Request) -> web.Response:
         return web.json_response({"shared": "left", "left": True})
@@ -399,7 +399,7 @@ def test_the_runtime_has_comps_public_api():
             return MicroService(name=name, host="127.0.0.1", port=port, endpoint=f"/{name}",
                                 use_remote_service=True, service_type=service_type)
 
-        orchestrator = ServiceOrchestrator()
+        orchestrator = BaseOrchestrator()
         nodes = {name: service(name) for name in ("guard", "left", "right", "merge", "never")}
         nodes["llm"] = service("llm", ServiceType.LLM)
         for node in nodes.values():

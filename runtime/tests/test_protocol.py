@@ -7,8 +7,8 @@ import json
 import aiohttp
 import pytest
 
-from megaservice import align
-from megaservice.protocol import (
+from opea_new_runtime import align
+from opea_new_runtime.protocol import (
     ChatAnswer,
     NodeError,
     RequestError,

@@ -2,7 +2,7 @@
 
 `/v1/statistics` shows counts since start and latency percentiles over the last
 `WINDOW` calls; `/metrics` shows the same counts and a latency histogram per node
-in Prometheus' text format. For a streaming node the latency is the time to its
+in Prometheus' text format (prometheus_client). For a streaming node the latency is the time to its
 first byte. Memory does not grow with traffic: one fixed-size window and one
 fixed set of histogram buckets per node.
 """
@@ -62,6 +62,7 @@ class Statistics:
         self.started = time.time()
         self.megaservice = Counter()
         self.nodes: dict[str, Counter] = {node: Counter() for node in nodes}
+        self._registry = None  # prometheus_client's, made on the first scrape
 
     def node(self, name: str) -> Counter:
         counter = self.nodes.get(name)
@@ -78,59 +79,49 @@ class Statistics:
         }
 
     def prometheus(self) -> str:
-        """Every counter in Prometheus' text exposition format (version 0.0.4)."""
-        lines = [
-            f"# HELP {PREFIX}_uptime_seconds Seconds since the megaservice started.",
-            f"# TYPE {PREFIX}_uptime_seconds gauge",
-            f"{PREFIX}_uptime_seconds {time.time() - self.started:.3f}",
-        ]
-        lines += _counter_family(
-            f"{PREFIX}_requests_total", "Requests to the pipeline endpoint, by outcome.",
-            [({}, self.megaservice)],
+        """Every counter in Prometheus' text exposition format (prometheus_client, read at scrape time)."""
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        if self._registry is None:
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(_Collector(self))
+        return generate_latest(self._registry).decode()
+
+
+class _Collector:
+    """prometheus_client's view of a Statistics: families built from the counters on every scrape."""
+
+    def __init__(self, statistics: Statistics) -> None:
+        self.statistics = statistics
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        statistics = self.statistics
+        uptime = GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the megaservice started.")
+        uptime.add_metric([], time.time() - statistics.started)
+        yield uptime
+        families = (
+            ("requests", "request_duration_seconds", "Requests to the pipeline endpoint, by outcome.",
+             "Time until the pipeline's answer started.", [], [((), statistics.megaservice)]),
+            ("node_requests", "node_duration_seconds", "Calls of each node, by outcome.",
+             "Time until each node's answer (its first byte for a stream).", ["node"],
+             [((name,), counter) for name, counter in statistics.nodes.items()]),
         )
-        lines += _histogram_family(
-            f"{PREFIX}_request_duration_seconds", "Time until the pipeline's answer started.",
-            [({}, self.megaservice)],
-        )
-        nodes = [({"node": name}, counter) for name, counter in self.nodes.items()]
-        lines += _counter_family(f"{PREFIX}_node_requests_total", "Calls of each node, by outcome.", nodes)
-        lines += _histogram_family(
-            f"{PREFIX}_node_duration_seconds", "Time until each node's answer (its first byte for a stream).", nodes
-        )
-        return "\n".join(lines) + "\n"
-
-
-def _counter_family(name: str, help_text: str, counters: list[tuple[dict[str, str], Counter]]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
-    for labels, counter in counters:
-        succeeded = counter.calls - counter.failures - counter.rejected
-        for outcome, value in (("ok", succeeded), ("failed", counter.failures), ("rejected", counter.rejected)):
-            lines.append(f"{name}{_labels({**labels, 'outcome': outcome})} {value}")
-    return lines
-
-
-def _histogram_family(name: str, help_text: str, counters: list[tuple[dict[str, str], Counter]]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-    for labels, counter in counters:
-        cumulative = 0
-        for bound, count in zip((*BUCKETS, math.inf), counter.buckets, strict=True):
-            cumulative += count
-            le = "+Inf" if bound == math.inf else repr(bound)
-            lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {cumulative}")
-        lines.append(f"{name}_sum{_labels(labels)} {counter.total_seconds:.6f}")
-        lines.append(f"{name}_count{_labels(labels)} {counter.calls}")
-    return lines
-
-
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items()) + "}"
-
-
-def _escape(value: str) -> str:
-    """A label value as the text format wants it: backslash, double quote and line feed escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        for count_name, duration_name, count_help, duration_help, labels, counters in families:
+            calls = CounterMetricFamily(f"{PREFIX}_{count_name}", count_help, labels=[*labels, "outcome"])
+            durations = HistogramMetricFamily(f"{PREFIX}_{duration_name}", duration_help, labels=labels)
+            for values, counter in counters:
+                succeeded = counter.calls - counter.failures - counter.rejected
+                for outcome, value in (("ok", succeeded), ("failed", counter.failures), ("rejected", counter.rejected)):
+                    calls.add_metric([*values, outcome], value)
+                cumulative, buckets = 0, []
+                for bound, count in zip((*BUCKETS, math.inf), counter.buckets, strict=True):
+                    cumulative += count
+                    buckets.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+                durations.add_metric(list(values), buckets, counter.total_seconds)
+            yield calls
+            yield durations
 
 
 def _percentile(ordered: list[float], percent: float) -> float | None:

@@ -1,39 +1,8 @@
-"""`python -m megaservice`: serve the pipeline with uvicorn until Ctrl-C or SIGTERM.
+"""`python -m megaservice`: serve the pipeline on MEGA_SERVICE_HOST:MEGA_SERVICE_PORT until Ctrl-C or SIGTERM."""
 
-uvicorn stops gracefully on either signal: it stops accepting connections,
-lets requests in flight finish (at most MEGA_SERVICE_GRACEFUL_TIMEOUT seconds,
-default 10), closes the orchestrator's connections and exits 0.
-"""
+from opea_new_runtime.megaservice import serve
 
-from __future__ import annotations
-
-import signal
-from types import FrameType
-
-import uvicorn
-
-from . import settings
-
-
-def main() -> None:
-    from .app import app  # builds the FastAPI app (imports the runtime: comps takes ~1 s)
-
-    # Once it has shut down, uvicorn raises the signal that stopped it again, under the handlers it found:
-    # with these, a graceful stop exits 0 instead of dying of SIGTERM.
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, _stopped)
-    uvicorn.run(
-        app,
-        host=settings.host(),
-        port=settings.port(),
-        log_level=settings.log_level(),
-        timeout_graceful_shutdown=settings.graceful_timeout(),
-    )
-
-
-def _stopped(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
-
+from .pipeline import MEGASERVICE, build_orchestrator
 
 if __name__ == "__main__":
-    main()
+    serve(MEGASERVICE, build_orchestrator)

@@ -19,7 +19,7 @@ from typing import Any
 
 
 def align_inputs(inputs: Any, **context: Any) -> Any:
-    """What `context["node"]` is sent (already shaped for its type by megaservice/align.py)."""
+    """What `context["node"]` is sent (already shaped for its type by the runtime, opea_new_runtime.align)."""
     return inputs
 
 
@@ -31,7 +31,7 @@ def align_outputs(outputs: Any, **context: Any) -> Any:
 def align_generator(chunks: Any, **context: Any) -> Any:
     """The raw stream of a streaming llm/lvm node: an async iterator of the bytes it sends (SSE), on both runtimes.
 
-    The megaservice reads whatever you yield (bytes or str, in any of the formats protocol.StreamDecoder
-    knows) and re-emits its text as chat stream events.
+    The megaservice reads whatever you yield (bytes or str, in any of the formats that the runtime's
+    opea_new_runtime.protocol.StreamDecoder knows) and re-emits its text as chat stream events.
     """
     return chunks

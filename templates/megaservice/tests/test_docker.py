@@ -25,7 +25,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from megaservice import settings
+from megaservice.pipeline import MEGASERVICE, build_orchestrator
+
+PIPELINE = build_orchestrator()
 
 pytestmark = pytest.mark.docker
 
@@ -45,7 +47,7 @@ REQUESTS = {
     "guardrail": ({"text": "hello"}, "blocked"),
 }
 PASSTHROUGH = ({"text": "hello"}, "trace")
-GENERATED = [service for service in settings.SERVICES if service.generated]
+GENERATED = [service for service in PIPELINE.nodes if service.generated]
 
 
 # ---------------------------------------------------------------- the engine and compose
@@ -90,7 +92,7 @@ def compose(project: str, *args: str, timeout: float = 900) -> subprocess.Comple
 def project_name() -> str:
     if os.environ.get("COMPOSE_PROJECT_NAME"):
         return os.environ["COMPOSE_PROJECT_NAME"]
-    return settings.NAME.replace("_", "-")
+    return MEGASERVICE.name.replace("_", "-")
 
 
 def containers(engine, project: str) -> dict[str, object]:
@@ -163,7 +165,7 @@ def dotenv() -> dict[str, str]:
 
 
 def test_every_service_runs_healthy(engine, stack):
-    expected = {service.dns_name for service in settings.SERVICES} | {"megaservice"}
+    expected = {service.dns_name for service in PIPELINE.nodes} | {"megaservice"}
     running = containers(engine, stack)
     assert set(running) == expected, all_logs(engine, stack)
     for name, container in running.items():
@@ -175,8 +177,8 @@ def test_every_service_runs_healthy(engine, stack):
 
 def test_ports_are_published_on_the_publish_address(engine, stack):
     address = os.environ.get("PUBLISH_ADDRESS") or dotenv().get("PUBLISH_ADDRESS") or "127.0.0.1"
-    ports = {service.dns_name: service.port for service in settings.SERVICES}
-    ports["megaservice"] = settings.DEFAULT_PORT
+    ports = {service.dns_name: service.port for service in PIPELINE.nodes}
+    ports["megaservice"] = MEGASERVICE.port
     for name, container in containers(engine, stack).items():
         published = container.attrs["NetworkSettings"]["Ports"]
         bindings = [binding for bound in published.values() if bound for binding in bound]
@@ -203,8 +205,8 @@ def test_each_generated_microservice_answers(engine, stack, client, service):
 
 
 def test_the_megaservice_answers(engine, stack, client):
-    url = f"http://127.0.0.1:{settings.DEFAULT_PORT}{settings.ENDPOINT}"
-    if settings.PROTOCOL == "chat":
+    url = f"http://127.0.0.1:{MEGASERVICE.port}{MEGASERVICE.endpoint}"
+    if MEGASERVICE.protocol == "chat":
         answer = post(client, engine, stack, "megaservice", url, {"messages": QUESTION, "stream": False})
         content = answer.json()["choices"][0]["message"]["content"]
         assert isinstance(content, str) and content, answer.text
@@ -215,6 +217,6 @@ def test_the_megaservice_answers(engine, stack, client):
 
 def test_the_megaservice_reports_its_health(engine, stack, client):
     for path in ("/v1/health_check", "/v1/health", "/health"):
-        answer = client.get(f"http://127.0.0.1:{settings.DEFAULT_PORT}{path}")
+        answer = client.get(f"http://127.0.0.1:{MEGASERVICE.port}{path}")
         assert answer.status_code == 200, (path, answer.text)
 

@@ -1,6 +1,6 @@
 """lite: a small, fast orchestrator with the public API of comps' `ServiceOrchestrator`.
 
-The megaservice imports either `comps` or this package (see `megaservice/runtime.py`);
+The runtime library extends either `comps` or this engine (opea_new_runtime.comps / .lite);
 everything else is written once against the API both share:
 
     MicroService(name=..., host=..., port=..., endpoint=..., use_remote_service=True,

@@ -1,6 +1,6 @@
-"""Run the whole pipeline on this machine, on 127.0.0.1, in the foreground.
+"""`make run`: the whole pipeline on this machine, on 127.0.0.1, in the foreground.
 
-    make run                       # or: .venv/bin/python scripts/run_local.py
+    python -m opea_new_runtime.run [PROJECT]      # PROJECT: the project's root (default: the current folder)
 
 Starts every generated service (`python -m app` in services/<name>, with HOST and
 PORT) and the megaservice (`python -m megaservice`, with <NODE>_SERVICE_HOST_IP /
@@ -8,16 +8,18 @@ PORT) and the megaservice (`python -m megaservice`, with <NODE>_SERVICE_HOST_IP 
 /v1/health_check, then prints the URL and an example request. Ctrl-C or SIGTERM
 stops them all; if one of them dies, the others are stopped and this exits 1.
 
-Ports are the spec's, unless <NODE>_SERVICE_PORT / MEGA_SERVICE_PORT are set.
-A service that runs a published image (`image:` in the spec) cannot run here:
-start it yourself (e.g. `docker compose up -d <name>`); the megaservice expects
-it at <NODE>_SERVICE_HOST_IP:<NODE>_SERVICE_PORT, printed at start.
-
-tests/conftest.py starts the same processes through `Stack`, on free ports.
+The nodes come from the project's pipeline module (`megaservice/pipeline.py`),
+where the flow is written once. Ports are the spec's, unless <NODE>_SERVICE_PORT /
+MEGA_SERVICE_PORT are set. A node that runs a published image (`image:` in the
+spec) cannot run here: start it yourself (e.g. `docker compose up -d <name>`);
+the megaservice expects it at <NODE>_SERVICE_HOST_IP:<NODE>_SERVICE_PORT,
+printed at start. The project's pipeline tests start the same processes through
+`Stack` (opea_new_runtime.testing), on free ports.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -29,18 +31,42 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from megaservice import settings  # noqa: E402
+from .megaservice import Megaservice
+from .nodes import Node
 
 LOCALHOST = "127.0.0.1"
 STARTUP_TIMEOUT = float(os.environ.get("RUN_LOCAL_STARTUP_TIMEOUT", 90))
 STOP_TIMEOUT = 10.0
+PIPELINE_MODULE = "megaservice.pipeline"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+
+
+@dataclass(frozen=True)
+class Project:
+    """A generated project as its pipeline module describes it: the megaservice, the nodes, the edges."""
+
+    root: Path
+    megaservice: Megaservice
+    nodes: tuple[Node, ...]
+    edges: tuple[tuple[str, str, str], ...]  # (source, target, condition) by spec names
+    module: Any
+
+    @classmethod
+    def load(cls, root: Path | str = ".") -> Project:
+        """Import `megaservice.pipeline` from the project at `root` and read its flow."""
+        root = Path(root).resolve()
+        if not (root / "megaservice" / "pipeline.py").is_file():
+            raise StackError(f"{root} is not an opea-new project (no megaservice/pipeline.py)")
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        module = importlib.import_module(PIPELINE_MODULE)
+        orchestrator = module.build_orchestrator()
+        return cls(root, module.MEGASERVICE, tuple(orchestrator.nodes), tuple(orchestrator.edges), module)
+
+    def node(self, name: str) -> Node:
+        return next(node for node in self.nodes if node.name == name)
 
 
 class StackError(RuntimeError):
@@ -78,37 +104,39 @@ class Stack:
         mega_port: int | None = None,
         *,
         python: str = sys.executable,
+        project: Project | None = None,
         log_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
         start_services: bool = True,
     ) -> None:
         self.environ = dict(os.environ if environ is None else environ)
+        self.project = project or Project.load()
         self.python = python
         self.log_dir = log_dir
-        self.ports = {service.name: service.address(self.environ)[1] for service in settings.SERVICES}
+        self.ports = {node.name: node.address(self.environ)[1] for node in self.project.nodes}
         self.ports.update(ports or {})
-        self.mega_port = mega_port or int(self.environ.get("MEGA_SERVICE_PORT", settings.DEFAULT_PORT))
+        self.mega_port = mega_port or int(self.environ.get("MEGA_SERVICE_PORT") or self.project.megaservice.port)
         self.start_services = start_services
         self.processes: list[Process] = []
 
     # ------------------------------------------------------------ what runs where
 
     @property
-    def local_services(self) -> list[settings.Service]:
-        return [service for service in settings.SERVICES if service.generated]
+    def local_services(self) -> list[Node]:
+        return [node for node in self.project.nodes if node.generated]
 
     @property
-    def remote_services(self) -> list[settings.Service]:
-        return [service for service in settings.SERVICES if not service.generated]
+    def remote_services(self) -> list[Node]:
+        return [node for node in self.project.nodes if not node.generated]
 
-    def address(self, service: settings.Service) -> tuple[str, int]:
+    def address(self, service: Node) -> tuple[str, int]:
         if service.generated:
             return LOCALHOST, self.ports[service.name]
         return self.environ.get(service.host_variable, LOCALHOST), self.ports[service.name]
 
     @property
     def url(self) -> str:
-        return f"http://{LOCALHOST}:{self.mega_port}{settings.ENDPOINT}"
+        return f"http://{LOCALHOST}:{self.mega_port}{self.project.megaservice.endpoint}"
 
     def base_environment(self) -> dict[str, str]:
         env = dict(self.environ)
@@ -122,7 +150,7 @@ class Stack:
         env = self.base_environment()
         env["MEGA_SERVICE_HOST"] = LOCALHOST
         env["MEGA_SERVICE_PORT"] = str(self.mega_port)
-        for service in settings.SERVICES:
+        for service in self.project.nodes:
             host, port = self.address(service)
             env[service.host_variable] = host
             env[service.port_variable] = str(port)
@@ -137,8 +165,8 @@ class Stack:
             env["HOST"] = LOCALHOST
             env["PORT"] = str(self.ports[service.name])
             self._spawn(Process(service.name, self.ports[service.name], [self.python, "-m", "app"],
-                                ROOT / service.folder, env))
-        self._spawn(Process("megaservice", self.mega_port, [self.python, "-m", "megaservice"], ROOT,
+                                self.project.root / service.folder, env))
+        self._spawn(Process("megaservice", self.mega_port, [self.python, "-m", "megaservice"], self.project.root,
                             self.megaservice_environment()))
         deadline = time.monotonic() + STARTUP_TIMEOUT
         for process in self.processes:
@@ -236,14 +264,20 @@ EXAMPLE_REQUESTS = {
 }
 
 
-def example_request() -> str:
-    return json.dumps(EXAMPLE_REQUESTS[settings.PROTOCOL])
+def example_request(protocol: str) -> str:
+    return json.dumps(EXAMPLE_REQUESTS[protocol])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
-    stack = Stack()
+    try:
+        stack = Stack(project=Project.load(argv[0] if argv else "."))
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    megaservice = stack.project.megaservice
     for service in stack.remote_services:
         host, port = stack.address(service)
         print(f"{service.name}: runs the published image {service.image}; start it yourself. The megaservice "
@@ -251,8 +285,8 @@ def main() -> int:
     try:
         print(f"starting {len(stack.local_services)} service(s) and the megaservice ...", flush=True)
         stack.start()
-        print(f"\n{settings.NAME} is running: {stack.url} ({settings.PROTOCOL} protocol)\n")
-        print(f"  curl -s {stack.url} -H 'Content-Type: application/json' -d '{example_request()}'\n")
+        print(f"\n{megaservice.name} is running: {stack.url} ({megaservice.protocol} protocol)\n")
+        print(f"  curl -s {stack.url} -H 'Content-Type: application/json' -d '{example_request(megaservice.protocol)}'\n")
         for process in stack.processes[:-1]:
             print(f"  {process.name}: http://{LOCALHOST}:{process.port}")
         print("\nCtrl-C stops everything.", flush=True)

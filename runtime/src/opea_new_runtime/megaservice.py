@@ -1,25 +1,33 @@
-"""The megaservice's HTTP API: a plain FastAPI app, served by uvicorn (`python -m megaservice`).
+"""The megaservice: the pipeline's HTTP API, a plain FastAPI app served by uvicorn.
 
-    POST <settings.ENDPOINT>   the pipeline (protocol: settings.PROTOCOL, see protocol.py)
+    POST <endpoint>            the pipeline (protocol chat or raw, see protocol.py)
     GET  /v1/health_check      liveness (also /v1/health and /health)
     GET  /v1/statistics        request counts and latencies of the megaservice and of every node
     GET  /metrics              the same, in Prometheus' text format
+
+A project's pipeline module declares `MEGASERVICE = Megaservice(...)` and
+`build_orchestrator()`; `create_app(MEGASERVICE, build_orchestrator)` is its app,
+and `serve(MEGASERVICE, build_orchestrator)` what `python -m megaservice` runs.
+The orchestrator is built at startup, so it reads the environment of that moment.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from . import settings
-from .pipeline import Orchestrator, build_orchestrator
 from .protocol import (
     DONE,
     ChatAnswer,
@@ -33,37 +41,44 @@ from .protocol import (
     text_of,
     words,
 )
-from .runtime import RUNTIME, LLMParams
 
 logger = logging.getLogger("megaservice")
 
 CHAT_ANSWER_TYPES = ("llm", "lvm")
 
 
-def create_app(orchestrator_factory: Callable[[], Orchestrator] = build_orchestrator) -> FastAPI:
-    """The app; the orchestrator is built at startup (so it reads the environment of that moment)."""
+@dataclass(frozen=True)
+class Megaservice:
+    """What the spec fixed about the megaservice."""
+
+    name: str
+    port: int
+    endpoint: str
+    protocol: Literal["chat", "raw"] = "chat"
+    description: str = ""
+
+
+def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) -> FastAPI:
+    """The app; `build_orchestrator()` is called at startup (so it reads the environment of that moment)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.stream_format()  # a bad MEGA_SERVICE_STREAM_FORMAT stops the start, not every request
-        orchestrator = orchestrator_factory()
+        orchestrator = build_orchestrator()
         settings.bypass_proxies(service.host for service in orchestrator.services.values())
         app.state.orchestrator = orchestrator
         yield
-        close = getattr(orchestrator, "aclose", None)  # the orchestrator's pooled connections
-        if close is not None:
-            await close()
+        await orchestrator.aclose()
 
-    app = FastAPI(title=settings.NAME, description=settings.DESCRIPTION, lifespan=lifespan)
-    handle = chat if settings.PROTOCOL == "chat" else raw
+    app = FastAPI(title=megaservice.name, description=megaservice.description, lifespan=lifespan)
+    handle = chat if megaservice.protocol == "chat" else raw
 
-    @app.post(settings.ENDPOINT)
+    @app.post(megaservice.endpoint)
     async def pipeline_endpoint(request: Request) -> Response:
-        orchestrator: Orchestrator = request.app.state.orchestrator
+        orchestrator = request.app.state.orchestrator
         counter = orchestrator.statistics.megaservice
         started = time.perf_counter()
         try:
-            response = await handle(orchestrator, await read_json(request))
+            response = await handle(orchestrator, megaservice, await read_json(request))
         except RequestError as error:
             counter.record(time.perf_counter() - started, rejected=True)
             return JSONResponse(error.body(), status_code=error.status)
@@ -82,13 +97,13 @@ def create_app(orchestrator_factory: Callable[[], Orchestrator] = build_orchestr
     @app.get("/v1/health_check")
     @app.get("/v1/health")
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
         return {
             "status": "healthy",
-            "service": settings.NAME,
-            "runtime": RUNTIME,
-            "endpoint": settings.ENDPOINT,
-            "protocol": settings.PROTOCOL,
+            "service": megaservice.name,
+            "runtime": request.app.state.orchestrator.RUNTIME,
+            "endpoint": megaservice.endpoint,
+            "protocol": megaservice.protocol,
         }
 
     @app.get("/v1/statistics")
@@ -97,10 +112,37 @@ def create_app(orchestrator_factory: Callable[[], Orchestrator] = build_orchestr
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
-        text = request.app.state.orchestrator.statistics.prometheus()
-        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        return Response(request.app.state.orchestrator.statistics.prometheus(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def serve(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) -> None:
+    """Serve the pipeline with uvicorn until Ctrl-C or SIGTERM, then exit 0.
+
+    uvicorn stops gracefully on either signal: it stops accepting connections, lets
+    requests in flight finish (at most MEGA_SERVICE_GRACEFUL_TIMEOUT seconds), closes
+    the orchestrator's connections and returns.
+    """
+    import uvicorn
+
+    try:
+        config = settings.load()
+        build_orchestrator()  # a bad node address stops the start here, with one line
+    except settings.SettingsError as error:
+        sys.exit(f"{megaservice.name}: {error}")
+    # Once it has shut down, uvicorn raises the signal that stopped it again, under the handlers it found:
+    # with these, a graceful stop exits 0 instead of dying of SIGTERM.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _stopped)
+    uvicorn.run(create_app(megaservice, build_orchestrator), host=config.host, port=config.port or megaservice.port,
+                log_level=config.log_level.lower(), timeout_graceful_shutdown=config.graceful_timeout)
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 async def read_json(request: Request) -> Any:
@@ -114,14 +156,14 @@ async def read_json(request: Request) -> Any:
 # ---------------------------------------------------------------- chat
 
 
-async def chat(orchestrator: Orchestrator, body: Any) -> Response:
+async def chat(orchestrator: Any, megaservice: Megaservice, body: Any) -> Response:
     request = parse_chat_request(body)
-    parameters = LLMParams(**request.llm_parameters())
+    parameters = orchestrator.LLMParams(**request.llm_parameters())
     result_dict, runtime_graph = await orchestrator.schedule(
         initial_inputs={"text": request.prompt()}, llm_parameters=parameters
     )
     node, output = chat_output(orchestrator, result_dict, runtime_graph)
-    answer = ChatAnswer(request.model or settings.NAME, settings.stream_format())
+    answer = ChatAnswer(request.model or megaservice.name, orchestrator.config.stream_format)
     if request.stream:
         if isinstance(output, StreamingResponse):
             return await relay(node, output, answer)
@@ -133,7 +175,7 @@ async def chat(orchestrator: Orchestrator, body: Any) -> Response:
     return JSONResponse(answer.completion(content))
 
 
-def chat_output(orchestrator: Orchestrator, result_dict: dict[str, Any], runtime_graph: Any) -> tuple[str, Any]:
+def chat_output(orchestrator: Any, result_dict: dict[str, Any], runtime_graph: Any) -> tuple[str, Any]:
     """The node the answer comes from: a terminal llm/lvm node that ran, else the last terminal one."""
     terminals = orchestrator.terminal_nodes(result_dict, runtime_graph)
     if not terminals:
@@ -219,10 +261,10 @@ def event_stream(events: AsyncIterator[str]) -> StreamingResponse:
 # ---------------------------------------------------------------- raw
 
 
-async def raw(orchestrator: Orchestrator, body: Any) -> Response:
+async def raw(orchestrator: Any, megaservice: Megaservice, body: Any) -> Response:
     inputs = parse_raw_request(body)
     result_dict, runtime_graph = await orchestrator.schedule(
-        initial_inputs=inputs, llm_parameters=LLMParams(stream=False)
+        initial_inputs=inputs, llm_parameters=orchestrator.LLMParams(stream=False)
     )
     terminals = orchestrator.terminal_nodes(result_dict, runtime_graph)
     if not terminals:
@@ -244,5 +286,3 @@ def _jsonable(output: Any) -> Any:
         return {"stream": output.media_type}
     return output
 
-
-app = create_app()
