@@ -179,7 +179,7 @@ class Bench:
 
     @staticmethod
     def has_runtime(venv: Path, runtime: str) -> bool:
-        module = "comps" if runtime == "comps" else "aiohttp"
+        module = "opea_new_runtime.comps" if runtime == "comps" else "opea_new_runtime.lite"
         probe = [str(venv / "bin" / "python"), "-c", f"import {module}, fastapi, httpx"]
         return subprocess.run(probe, capture_output=True).returncode == 0
 

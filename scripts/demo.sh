@@ -12,7 +12,7 @@ WORK=${WORK:-$(mktemp -d /tmp/opea-new-demo.XXXXXX)}
 cd "$WORK/chatqna"
 make install
 # The same supervisor `make run` starts, run directly so the trap can stop it by its PID.
-.venv/bin/python scripts/run_local.py & run_pid=$!
+.venv/bin/python -m opea_new_runtime.run & run_pid=$!
 trap 'kill -TERM "$run_pid" 2>/dev/null; wait "$run_pid" 2>/dev/null || true' EXIT
 url=http://127.0.0.1:8888/v1/chatqna
 for _ in $(seq 1 120); do

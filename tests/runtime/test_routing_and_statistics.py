@@ -1,7 +1,8 @@
-"""routing.py and statistics.py of the generated megaservice, without servers (fast).
+"""routing.py and statistics.py of the runtime library, without servers (fast).
 
-They are plain Python (no comps, no aiohttp), loaded here from the template as
-the generator loads conditions.py: the rules tested are the rules that run.
+They are plain Python (no comps, no aiohttp; statistics uses prometheus_client),
+loaded here from the library's source as the generator loads conditions.py: the
+rules tested are the rules that run.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from types import ModuleType
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "templates" / "megaservice" / "megaservice"
+PACKAGE = Path(__file__).resolve().parents[2] / "runtime" / "src" / "opea_new_runtime"
 
 
 def load_megaservice_modules() -> tuple[ModuleType, ModuleType, ModuleType]:
-    """megaservice.conditions, .routing and .statistics as a private package (routing imports .conditions)."""
-    name = "_template_megaservice"
+    """opea_new_runtime.conditions, .routing and .statistics as a private package (routing imports .conditions)."""
+    name = "_runtime_source"
     package = ModuleType(name)
     package.__path__ = [str(PACKAGE)]
     sys.modules[name] = package
@@ -176,14 +177,14 @@ def test_prometheus_text_format():
     sample = re.compile(r'^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)+\})? [0-9.e+-]+$')
     for line in lines:
         assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
-    assert 'opea_megaservice_requests_total{outcome="ok"} 1' in lines
-    assert 'opea_megaservice_requests_total{outcome="failed"} 1' in lines
-    assert 'opea_megaservice_requests_total{outcome="rejected"} 1' in lines
-    assert 'opea_megaservice_request_duration_seconds_bucket{le="0.025"} 2' in lines  # cumulative
-    assert 'opea_megaservice_request_duration_seconds_bucket{le="+Inf"} 3' in lines
-    assert 'opea_megaservice_request_duration_seconds_count 3' in lines
-    assert 'opea_megaservice_node_duration_seconds_bucket{node="embedding",le="0.005"} 1' in lines
-    assert 'opea_megaservice_node_requests_total{node="odd\\"name",outcome="ok"} 0' in lines
+    assert 'opea_megaservice_requests_total{outcome="ok"} 1.0' in lines
+    assert 'opea_megaservice_requests_total{outcome="failed"} 1.0' in lines
+    assert 'opea_megaservice_requests_total{outcome="rejected"} 1.0' in lines
+    assert 'opea_megaservice_request_duration_seconds_bucket{le="0.025"} 2.0' in lines  # cumulative
+    assert 'opea_megaservice_request_duration_seconds_bucket{le="+Inf"} 3.0' in lines
+    assert 'opea_megaservice_request_duration_seconds_count 3.0' in lines
+    assert 'opea_megaservice_node_duration_seconds_bucket{le="0.005",node="embedding"} 1.0' in lines
+    assert 'opea_megaservice_node_requests_total{node="odd\\"name",outcome="ok"} 0.0' in lines
     assert text.endswith("\n")
 
 
