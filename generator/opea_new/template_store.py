@@ -203,10 +203,16 @@ def record_release(history: Path | None = None) -> list[Path]:
     written = []
     for name, source in sources.items():
         bundle = history / f"{name}.bundle"
-        released = set()
+        released: dict[str, str] = {}
         if bundle.is_file():
-            released = {line.partition(" ")[2] for line in
-                        _git(source.repository, "bundle", "list-heads", str(bundle)).splitlines()}
+            released = {ref: commit for commit, _, ref in (line.partition(" ") for line in
+                        _git(source.repository, "bundle", "list-heads", str(bundle)).splitlines())}
+        recorded = released.get(f"refs/tags/{source.ref}")
+        current = _git(source.repository, "rev-parse", f"refs/tags/{source.ref}^{{commit}}")
+        if recorded and recorded != current:
+            raise TemplateStoreError(
+                f"{source.ref} of the {name} template is already recorded with other content: a released version "
+                "never changes. Bump the version (pyproject.toml, opea_new/__init__.py, runtime/) and record that.")
         refs = sorted({ref for ref in released if ref.startswith("refs/tags/")} | {f"refs/tags/{source.ref}"})
         _write_bundle(source.repository, bundle, refs)
         written.append(bundle)
