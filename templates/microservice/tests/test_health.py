@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app import settings
+from app import SERVICE
 
 
 @pytest.mark.parametrize("route", ["/v1/health_check", "/health"])
@@ -12,17 +12,25 @@ def test_health(client, route):
     answer = client.get(route)
     assert answer.status_code == 200
     body = answer.json()
-    assert (body["status"], body["service"], body["type"]) == ("healthy", settings.NAME, settings.SERVICE_TYPE)
+    assert (body["status"], body["service"], body["type"]) == ("healthy", SERVICE.name, SERVICE.type)
     assert body["model"].startswith("stub")
 
 
 def test_the_endpoint_is_in_the_openapi_document(client):
     paths = client.get("/openapi.json").json()["paths"]
-    assert "post" in paths[settings.ENDPOINT]
+    assert "post" in paths[SERVICE.endpoint]
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"text"'])
 def test_a_body_that_is_not_a_json_object_is_a_422(client, body):
-    answer = client.post(settings.ENDPOINT, content=body, headers={"Content-Type": "application/json"})
+    answer = client.post(SERVICE.endpoint, content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 422
     assert answer.json()["detail"]
+
+
+def test_metrics_count_requests_by_route_and_status(client):
+    client.post(SERVICE.endpoint, content=b"[]", headers={"Content-Type": "application/json"})
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    counted = f'method="POST",route="{SERVICE.endpoint}",status="422"'
+    assert "opea_service_requests_total{" + counted + "} 1.0" in metrics.text
