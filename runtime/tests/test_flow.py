@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-
 from runtime_under_test import BaseOrchestrator, LLMParams, MicroService, Orchestrator, ServiceType
 
 from opea_new_runtime.protocol import NodeError, StreamDecoder, spec_name

@@ -18,6 +18,11 @@ equal `1`. Comparisons and truthiness only hold when the upstream node succeeded
 The language is parsed by a small hand-written parser, never `eval`. The same
 file is used by opea-new to validate specs, so a spec that validates is a spec
 this module runs.
+
+Bounds, so that parsing any text is quick and can only raise ConditionError:
+a condition has at most MAX_LENGTH (1,000) characters; a literal nests lists and
+objects at most MAX_DEPTH (32) deep; whole numbers and list indexes have at most
+MAX_DIGITS (100) digits; numbers are finite (`NaN`, `Infinity` and `1e999` are not JSON).
 """
 
 from __future__ import annotations
@@ -27,18 +32,24 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Condition", "ConditionError", "parse"]
+__all__ = ["MAX_DEPTH", "MAX_DIGITS", "MAX_LENGTH", "Condition", "ConditionError", "parse"]
+
+MAX_LENGTH = 1_000  # characters in a condition
+MAX_DEPTH = 32  # lists and objects nested in a literal
+MAX_DIGITS = 100  # digits of a whole number in a literal, or of a list index
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _INDEX = re.compile(r"[0-9]+")
 _MISSING = None
+_SHOWN = 80  # characters of the condition quoted in an error
 
 
 class ConditionError(ValueError):
     """A condition that does not parse; `position` is the 0-based offset of the problem."""
 
     def __init__(self, message: str, text: str, position: int):
-        super().__init__(f"{message} at position {position + 1} of {text!r}")
+        shown = repr(text) if len(text) <= _SHOWN else f"{text[:_SHOWN]!r}… ({len(text):,} characters)"
+        super().__init__(f"{message} at position {position + 1} of {shown}")
         self.reason = message
         self.text = text
         self.position = position
@@ -90,7 +101,59 @@ def parse(text: str | None) -> Condition:
     """Parse a condition; None or blank means `success`."""
     if text is None or not str(text).strip():
         return SUCCESS
-    return _Parser(str(text)).condition()
+    text = str(text)
+    if len(text) > MAX_LENGTH:
+        raise ConditionError(f"a condition has at most {MAX_LENGTH:,} characters; this one has {len(text):,}",
+                             text, MAX_LENGTH)
+    return _Parser(text).condition()
+
+
+class _Refused(ValueError):
+    """A JSON literal past a bound (raised from inside the JSON decoder)."""
+
+
+def _whole_number(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise _Refused(f"a whole number has at most {MAX_DIGITS} digits; this one has {len(text.lstrip('-')):,}")
+    return int(text)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _Refused(f"{text} is too large for a number")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise _Refused(f"{text} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_int=_whole_number, parse_float=_finite, parse_constant=_constant)
+
+
+def _too_deep(text: str, start: int) -> int:
+    """Where, from `start` on, lists and objects first nest deeper than MAX_DEPTH; -1 if they never do."""
+    depth = 0
+    in_string = escaped = False
+    for position in range(start, len(text)):
+        char = text[position]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return position
+        elif char in "]}":
+            depth -= 1
+    return -1
 
 
 class _Parser:
@@ -132,7 +195,7 @@ class _Parser:
     def _segment(self) -> str | int:
         if self._peek('"'):
             try:
-                value, end = json.JSONDecoder().raw_decode(self.text, self.pos)
+                value, end = _DECODER.raw_decode(self.text, self.pos)
             except json.JSONDecodeError:
                 raise self._error("unterminated quoted key") from None
             self.pos = end
@@ -140,6 +203,8 @@ class _Parser:
         for pattern, convert in ((_INDEX, int), (_IDENTIFIER, str)):
             match = pattern.match(self.text, self.pos)
             if match and not _IDENTIFIER.match(self.text, match.end()):
+                if pattern is _INDEX and len(match.group()) > MAX_DIGITS:
+                    raise self._error(f"a list index has at most {MAX_DIGITS} digits")
                 self.pos = match.end()
                 return convert(match.group())
         raise self._error("expected a field name, a list index or a quoted key")
@@ -147,9 +212,14 @@ class _Parser:
     def _literal(self) -> Any:
         if self._at_end():
             raise self._error("expected a JSON literal such as true, 3 or \"text\"")
+        too_deep = _too_deep(self.text, self.pos)
+        if too_deep >= 0:
+            raise ConditionError(f"a literal nests lists and objects at most {MAX_DEPTH} deep", self.text, too_deep)
         try:
-            value, end = json.JSONDecoder().raw_decode(self.text, self.pos)
-        except json.JSONDecodeError:
+            value, end = _DECODER.raw_decode(self.text, self.pos)
+        except _Refused as error:
+            raise self._error(str(error)) from None
+        except (ValueError, RecursionError):  # JSONDecodeError, and anything the bounds above did not foresee
             raise self._error("expected a JSON literal such as true, 3 or \"text\"") from None
         self.pos = end
         return value

@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starting {len(stack.local_services)} service(s) and the megaservice ...", flush=True)
         stack.start()
         print(f"\n{megaservice.name} is running: {stack.url} ({megaservice.protocol} protocol)\n")
-        print(f"  curl -s {stack.url} -H 'Content-Type: application/json' -d '{example_request(megaservice.protocol)}'\n")
+        body = example_request(megaservice.protocol)
+        print(f"  curl -s {stack.url} -H 'Content-Type: application/json' -d '{body}'\n")
         for process in stack.processes[:-1]:
             print(f"  {process.name}: http://{LOCALHOST}:{process.port}")
         print("\nCtrl-C stops everything.", flush=True)

@@ -94,7 +94,8 @@ def whole_flow(unreachable):
 def dead_node(project, stack, tmp_path_factory):
     sources_of_errors = {source for source, _, condition in project.edges if condition == "error"}
     targets = {target for _, target, _ in project.edges}
-    candidates = [node.name for node in project.nodes if node.name not in targets and node.name not in sources_of_errors]
+    candidates = [node.name for node in project.nodes
+                  if node.name not in targets and node.name not in sources_of_errors]
     if not candidates:
         pytest.skip("every entry node routes its errors (`error` edges): none can fail the request")
     victim = candidates[0]
