@@ -1,36 +1,9 @@
-"""The routes every microservice has: health checks, the documented endpoint, bad bodies."""
+"""The routes every microservice has — health checks, the endpoint in the OpenAPI document, bad bodies, /metrics —
+checked on this service by the runtime's shared tests (opea_new_runtime/service_tests.py)."""
 
-from __future__ import annotations
-
-import pytest
-
-from app import SERVICE
-
-
-@pytest.mark.parametrize("route", ["/v1/health_check", "/health"])
-def test_health(client, route):
-    answer = client.get(route)
-    assert answer.status_code == 200
-    body = answer.json()
-    assert (body["status"], body["service"], body["type"]) == ("healthy", SERVICE.name, SERVICE.type)
-    assert body["model"].startswith("stub")
-
-
-def test_the_endpoint_is_in_the_openapi_document(client):
-    paths = client.get("/openapi.json").json()["paths"]
-    assert "post" in paths[SERVICE.endpoint]
-
-
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"text"'])
-def test_a_body_that_is_not_a_json_object_is_a_422(client, body):
-    answer = client.post(SERVICE.endpoint, content=body, headers={"Content-Type": "application/json"})
-    assert answer.status_code == 422
-    assert answer.json()["detail"]
-
-
-def test_metrics_count_requests_by_route_and_status(client):
-    client.post(SERVICE.endpoint, content=b"[]", headers={"Content-Type": "application/json"})
-    metrics = client.get("/metrics")
-    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
-    counted = f'method="POST",route="{SERVICE.endpoint}",status="422"'
-    assert "opea_service_requests_total{" + counted + "} 1.0" in metrics.text
+from opea_new_runtime.service_tests import (  # noqa: F401  (pytest collects them here, on this service's app)
+    test_a_body_that_is_not_a_json_object_is_a_422,
+    test_health,
+    test_metrics_count_requests_by_route_and_status,
+    test_the_endpoint_is_in_the_openapi_document,
+)
