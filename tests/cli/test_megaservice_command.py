@@ -126,7 +126,10 @@ def test_image_services_get_wiring_but_no_code(cli, tmp_path):
     assert (project / "services" / "llm").is_dir()
     compose = yaml.safe_load((project / "compose.yaml").read_text())
     assert compose["services"]["embedding"]["image"] == "opea/embedding:1.5"
-    assert "EMBEDDING_SERVICE_HOST_IP" in (project / "megaservice" / "pipeline.py").read_text()
+    assert compose["services"]["megaservice"]["environment"]["EMBEDDING_SERVICE_HOST_IP"] == "embedding"
+    declaration = " ".join((project / "megaservice" / "pipeline.py").read_text().split())
+    assert ('embedding = remote_service( "embedding", ServiceType.EMBEDDING, port=6000, endpoint="/v1/embeddings", '
+            'image="opea/embedding:1.5", )') in declaration
 
 
 def test_ctrl_c_while_rendering_leaves_nothing_behind(tmp_path):
