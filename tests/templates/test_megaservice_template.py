@@ -1,49 +1,72 @@
 """Render templates/megaservice with copier for several pipelines and check what comes out.
 
-Fast tests look at the rendered files: what is generated, that answers stay data
-(a hostile description), that the two runtimes differ only in runtime.py (and
-requirements, lite/, README), that pipeline.py has every node and edge, the
-Mermaid include, ruff and hadolint. Slow tests render whole projects (this
-template, compose, and a service folder per generated service) and run their
-`make install test` and `scripts/run_local.py` for real.
+Fast tests look at the rendered files: what is generated (a thin megaservice on
+the opea-new-runtime library, whose wheel is in vendor/), that answers stay data
+(a hostile description), that the two runtimes differ only in pipeline.py's
+import line (and requirements, README), that pipeline.py declares every node and
+edge (it is executed against a recording stand-in of the runtime), the Mermaid
+include, ruff and hadolint. Slow tests render whole projects (this template,
+compose, and a service folder per generated service) and run their `make install
+test` and `python -m opea_new_runtime.run` (`make run`) for real.
 """
 
 from __future__ import annotations
 
 import ast
+import atexit
+import difflib
+import functools
+import io
 import json
+import keyword
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import tokenize
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import copier_render, files_of, free_ports, tool
+from opea_new import __version__, runtime_wheel
+from tests.conftest import build_context, copier_render, files_of, free_ports, read_pipeline, released_template, tool
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "templates" / "megaservice"
 COMPOSE_TEMPLATE = REPO / "templates" / "compose"
 MICROSERVICE_TEMPLATE = REPO / "templates" / "microservice"
 TYPED_STUBS = ("embedding", "retriever", "rerank", "llm", "guardrail")
+WHEEL = f"vendor/opea_new_runtime-{__version__}-py3-none-any.whl"
 COMMON_FILES = {
     ".copier-answers.yml", ".dockerignore", ".gitignore", ".github/workflows/ci.yml", "Makefile", "README.md",
-    "pyproject.toml", "requirements-dev.txt", "scripts/run_local.py",
-    "tests/conftest.py", "tests/test_docker.py", "tests/test_flow.py", "tests/test_pipeline.py",
-    "tests/test_protocol.py", "tests/test_wiring.py",
+    "pyproject.toml", "requirements-dev.txt", WHEEL,
+    "tests/conftest.py", "tests/test_docker.py", "tests/test_pipeline.py", "tests/test_wiring.py",
     *(f"megaservice/{name}" for name in (
-        "__init__.py", "__main__.py", "align.py", "app.py", "conditions.py", "hooks.py", "pipeline.py",
-        "protocol.py", "routing.py", "runtime.py", "settings.py", "statistics.py", "Dockerfile", "requirements.txt")),
+        "__init__.py", "__main__.py", "hooks.py", "pipeline.py", "Dockerfile", "requirements.txt")),
 }
-LITE_FILES = {f"megaservice/lite/{name}" for name in (
-    "__init__.py", "constants.py", "dag.py", "http.py", "orchestrator.py", "params.py", "service.py")}
+RUNTIME_NAMES = ("Megaservice", "ServiceOrchestrator", "ServiceType", "remote_service")
+# Every name pipeline.py defines or imports at module level, and the local one of build_orchestrator().
+PIPELINE_NAMES = {*RUNTIME_NAMES, "hooks", "MEGASERVICE", "build_orchestrator", "orchestrator"}
+SHARED_PINS = ["fastapi==0.124.0", "pydantic==2.11.7", "pydantic-settings==2.10.1", "uvicorn==0.35.0",
+               "starlette==0.49.1", "anyio==4.10.0", "aiohttp==3.12.15", "httpx==0.28.1",
+               "prometheus-client==0.22.1"]
+LITE_PINS = ["httptools==0.6.4", 'uvloop==0.21.0; sys_platform != "win32"']
+
+
+@functools.cache
+def release() -> Path:
+    """The template as its release holds it (the runtime's wheel included): what opea-new renders from."""
+    scratch = Path(tempfile.mkdtemp(prefix="opea-new-megaservice-release-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return released_template(TEMPLATE, scratch / "megaservice")
 
 
 # ---------------------------------------------------------------- answer sets
@@ -125,21 +148,8 @@ def with_runtime(data: dict[str, Any], runtime: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- helpers
 
 
-def render(data: dict[str, Any], destination: Path, template: Path = TEMPLATE, **kwargs: Any) -> Path:
-    return copier_render(template, data, destination, **kwargs)
-
-
-def load_module(path: Path, name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[name]
-    return module
+def render(data: dict[str, Any], destination: Path, template: Path | None = None, **kwargs: Any) -> Path:
+    return copier_render(template or release(), data, destination, **kwargs)
 
 
 def dns(name: str) -> str:
@@ -148,6 +158,22 @@ def dns(name: str) -> str:
 
 def prefix(name: str) -> str:
     return name.replace("-", "_").upper()
+
+
+def spec_nodes(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [(s["name"], s["type"].lower(), s["port"], s["endpoint"], s["image"]) for s in data["services"]]
+
+
+def spec_edges(data: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(entry["service"], target["service"], target["condition"]) for entry in data["flow"]
+            for target in entry["next"]]
+
+
+def variable(name: str) -> str:
+    """The local variable pipeline.py holds a node in: its Python-safe name, `_node` added if that shadows."""
+    python = name.replace("-", "_")
+    shadows = keyword.iskeyword(python) or keyword.issoftkeyword(python) or python in PIPELINE_NAMES
+    return f"{python}_node" if shadows else python
 
 
 RENDERINGS = [(key, runtime) for key in ANSWER_SETS for runtime in ("comps", "lite")]
@@ -164,17 +190,33 @@ def rendered(request, tmp_path_factory) -> tuple[dict[str, Any], Path]:
 
 
 def test_renders_exactly_the_files_it_owns(rendered):
+    _, project = rendered
+    assert set(files_of(project)) == COMMON_FILES
+
+
+def test_vendor_holds_the_runtime_wheel_as_built(rendered):
+    """The wheel `make install` and `docker build` install offline: byte for byte runtime_wheel.build()."""
     data, project = rendered
-    expected = COMMON_FILES | (LITE_FILES if data["runtime"] == "lite" else set())
-    assert set(files_of(project)) == expected
+    name, built = runtime_wheel.build()
+    assert f"vendor/{name}" == WHEEL
+    assert (project / WHEEL).read_bytes() == built
+    with zipfile.ZipFile(project / WHEEL) as wheel:
+        names = set(wheel.namelist())
+        metadata = wheel.read(f"opea_new_runtime-{__version__}.dist-info/METADATA").decode()
+    # What the project imports from it: its runtime's names, the server, the local runner, the test fixtures.
+    assert {f"opea_new_runtime/{module}.py" for module in
+            (data["runtime"], "megaservice", "run", "testing", "settings")} <= names
+    assert "Name: opea-new-runtime" in metadata.splitlines() and f"Version: {__version__}" in metadata.splitlines()
 
 
 def test_no_template_syntax_is_left(rendered):
     data, project = rendered
     for path, text in files_of(project).items():
-        if path == "megaservice/conditions.py" or (path == ".copier-answers.yml" and data["description"]):
-            continue  # the condition language's own docs; the answers file is data (compared exactly elsewhere)
+        if path == WHEEL or (path == ".copier-answers.yml" and data["description"]):
+            continue  # a zip; the answers file is data (compared exactly elsewhere)
         text = without_renderings_of(data["description"], text)  # the hostile one carries syntax on purpose
+        if path.endswith(".py"):
+            text = without_description_literals(data["description"], text)
         for marker in ("{{", "{%", "{#"):
             assert marker not in text, f"{path} contains {marker!r}"
 
@@ -190,6 +232,33 @@ def without_renderings_of(description: str, text: str) -> str:
         if form:
             text = text.replace(form, "")
     return text
+
+
+def without_description_literals(description: str, source: str) -> str:
+    """Python source without its string literals that hold the description (or its one-line summary).
+
+    However a template escapes it into a literal (a docstring, MEGASERVICE's description), Python reads the
+    description back from it; every other literal and all the code stay. Source that does not tokenize is
+    returned whole (test_python_compiles says why).
+    """
+    if not description:
+        return source
+    summary = re.sub(r"[\x00-\x1f\x7f]+", " ", description).strip()
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return source
+    kept = []
+    for token in tokens:
+        if token.type == tokenize.STRING:
+            try:
+                value = ast.literal_eval(token.string)
+            except (ValueError, SyntaxError):
+                value = None
+            if isinstance(value, str) and (description in value or summary in value):
+                continue
+        kept.append(token.string)
+    return " ".join(kept)
 
 
 def test_answers_file_records_the_answers(rendered):
@@ -211,7 +280,7 @@ def test_ruff_passes(rendered):
     result = subprocess.run([ruff, "check", "--no-cache", "."], cwd=project, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     strict = [ruff, "check", "--no-cache", "--select", "E,F,W,I,B,UP,SIM", "--line-length", "120",
-              "megaservice", "scripts", "tests"]
+              "megaservice", "tests"]
     result = subprocess.run(strict, cwd=project, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -229,110 +298,141 @@ def test_dockerfile_contract(rendered):
     text = (project / "megaservice" / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE=python:3.11-slim" in text and "FROM ${BASE_IMAGE}" in text
     assert "opea/comps-base:1.5" in text
+    # vendor/ (the runtime's wheel, found with --find-links ../vendor) and the pins, installed before the code.
+    assert text.index("COPY vendor/ vendor/") < text.index("RUN pip install --no-cache-dir")
     assert text.index("COPY megaservice/requirements.txt") < text.index("RUN pip install --no-cache-dir")
+    assert "RUN pip install --no-cache-dir -r megaservice/requirements.txt" in text
     assert text.index("RUN pip install") < text.index("COPY megaservice/ megaservice/")
     assert re.search(r"^USER user$", text, re.MULTILINE)
     assert "MEGA_SERVICE_HOST=0.0.0.0" in text and f"MEGA_SERVICE_PORT={data['megaservice']['port']}" in text
     assert re.search(r'^HEALTHCHECK .*\n\s+CMD \["python", "-c", .*/v1/health_check', text, re.MULTILINE)
     assert text.rstrip().endswith('CMD ["python", "-m", "megaservice"]')
-    assert (project / ".dockerignore").read_text().splitlines()[1:3] == ["*", "!megaservice/"]
+
+
+def test_dockerignore_lets_in_only_what_images_copy(rendered):
+    """Every image builds from the project root: its context is vendor/, megaservice/ and services/, minus
+    venvs, tests, caches and answers files."""
+    _, project = rendered
+    patterns = [line for line in (project / ".dockerignore").read_text().splitlines()
+                if line and not line.startswith("#")]
+    assert patterns[:4] == ["*", "!vendor/", "!megaservice/", "!services/"]
+    assert {"**/.venv", "**/tests", "**/__pycache__"} <= set(patterns[4:])
+    for name in ("Python", "venv/bin/python"):  # what `make install` leaves in the tree
+        (project / ".venv" / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / ".venv" / name).write_text("")
+    (project / "megaservice" / "__pycache__").mkdir(exist_ok=True)
+    (project / "megaservice" / "__pycache__" / "pipeline.cpython-311.pyc").write_bytes(b"")
+    try:
+        context = build_context(project)
+    finally:
+        shutil.rmtree(project / ".venv")
+        shutil.rmtree(project / "megaservice" / "__pycache__")
+    assert context == {WHEEL, *(f"megaservice/{name}" for name in (
+        "__init__.py", "__main__.py", "hooks.py", "pipeline.py", "Dockerfile", "requirements.txt"))}
 
 
 def test_requirements_per_runtime(rendered):
     data, project = rendered
-    pins = [line for line in (project / "megaservice" / "requirements.txt").read_text().splitlines()
-            if line and not line.startswith("#")]
-    expected = ["fastapi==0.124.0", "pydantic==2.11.7", "uvicorn==0.35.0", "aiohttp==3.12.15"]
-    lite_only = ["httptools==0.6.4", 'uvloop==0.21.0; sys_platform != "win32"']
-    assert pins == (["opea-comps==1.5", *expected] if data["runtime"] == "comps" else [*expected, *lite_only])
+    requirements = project / "megaservice" / "requirements.txt"
+    pins = [line for line in requirements.read_text().splitlines() if line and not line.startswith("#")]
+    runtime = ["--find-links ../vendor", f"opea-new-runtime=={__version__}"]
+    if data["runtime"] == "comps":
+        assert pins == [*runtime, "opea-comps==1.5", *SHARED_PINS]
+    else:
+        assert pins == [*runtime, *SHARED_PINS, *LITE_PINS]
+    # --find-links is relative to the file: the project's vendor/ holds the very version pinned.
+    assert (requirements.parent / "../vendor").resolve() / Path(WHEEL).name == (project / WHEEL).resolve()
     dev = [line for line in (project / "requirements-dev.txt").read_text().splitlines() if "==" in line]
-    assert {line.split("==")[0] for line in dev} == {"pytest", "httpx", "docker"}
+    assert {line.split("==")[0] for line in dev} == {"pytest", "httpx", "pyyaml", "docker"}
 
 
-def test_runtime_py_imports_the_runtime(rendered):
+def test_the_megaservice_code_imports_only_the_runtime_library(rendered):
     data, project = rendered
-    tree = ast.parse((project / "megaservice" / "runtime.py").read_text())
+    tree = ast.parse((project / "megaservice" / "pipeline.py").read_text())
     imports = {(node.module, node.level, tuple(alias.name for alias in node.names))
                for node in tree.body if isinstance(node, ast.ImportFrom)}
-    if data["runtime"] == "comps":
-        assert imports == {("comps", 0, ("MicroService", "ServiceOrchestrator", "ServiceType")),
-                           ("comps.cores.proto.docarray", 0, ("LLMParams",))}
-    else:
-        assert imports == {("lite", 1, ("LLMParams", "MicroService", "ServiceOrchestrator", "ServiceType"))}
+    assert imports == {(f"opea_new_runtime.{data['runtime']}", 0, RUNTIME_NAMES), (None, 1, ("hooks",))}
+    assert not [node for node in tree.body if isinstance(node, ast.Import)]
+    main = ast.parse((project / "megaservice" / "__main__.py").read_text())
+    assert {(node.module, node.level, tuple(alias.name for alias in node.names)) for node in main.body
+            if isinstance(node, ast.ImportFrom)} == {("opea_new_runtime.megaservice", 0, ("serve",)),
+                                                     ("pipeline", 1, ("MEGASERVICE", "build_orchestrator"))}
+    assert "serve(MEGASERVICE, build_orchestrator)" in (project / "megaservice" / "__main__.py").read_text()
     for path in (project / "megaservice").rglob("*.py"):
-        if path.name != "runtime.py" and "lite" not in path.relative_to(project).parts:
-            assert "comps" not in {alias.name.split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
-                                   if isinstance(node, ast.Import) for alias in node.names}, path
-            assert not re.search(r"^from comps\b", path.read_text(), re.MULTILINE), path
+        modules = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules.add(node.module.split(".")[0])
+        assert not modules & {"comps", "lite", "aiohttp", "fastapi", "uvicorn"}, path  # the runtime's business
 
 
 @pytest.mark.parametrize("key", sorted(ANSWER_SETS))
-def test_runtime_py_is_the_only_code_that_differs_between_runtimes(key, tmp_path):
+def test_pipeline_import_is_the_only_code_that_differs_between_runtimes(key, tmp_path):
     comps = files_of(render(with_runtime(ANSWER_SETS[key], "comps"), tmp_path / "comps"))
     lite = files_of(render(with_runtime(ANSWER_SETS[key], "lite"), tmp_path / "lite"))
-    assert set(lite) - set(comps) == LITE_FILES
-    assert set(comps) <= set(lite)
+    assert set(comps) == set(lite)
     differing = {path for path in comps if comps[path] != lite[path]}
-    assert differing == {"megaservice/runtime.py", "megaservice/requirements.txt", "README.md",
+    assert differing == {"megaservice/pipeline.py", "megaservice/requirements.txt", "README.md",
                          ".copier-answers.yml"}
+    changed = [line for line in difflib.ndiff(comps["megaservice/pipeline.py"].splitlines(),
+                                              lite["megaservice/pipeline.py"].splitlines())
+               if line.startswith(("- ", "+ "))]
+    names = ", ".join(RUNTIME_NAMES)
+    assert changed == [f"- from opea_new_runtime.comps import {names}",
+                       f"+ from opea_new_runtime.lite import {names}"]
+
+    def pins(text: str) -> set[str]:
+        return {line for line in text.splitlines() if line and not line.startswith("#")}
+
+    requirements = "megaservice/requirements.txt"
+    assert pins(comps[requirements]) - pins(lite[requirements]) == {"opea-comps==1.5"}
+    assert pins(lite[requirements]) - pins(comps[requirements]) == set(LITE_PINS)
 
 
 # ---------------------------------------------------------------- pipeline.py
 
 
-def micro_services(pipeline: str) -> dict[str, dict[str, Any]]:
-    """Every MicroService(...) call of pipeline.py: its keyword arguments, as source text."""
-    calls = {}
-    for node in ast.walk(ast.parse(pipeline)):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "MicroService":
-            keywords = {keyword.arg: ast.unparse(keyword.value) for keyword in node.keywords}
-            calls[ast.literal_eval(keywords["name"])] = keywords
-    return calls
-
-
 def connections(pipeline: str) -> list[tuple[str, str, str]]:
+    """Every orchestrator.flow_to(...) of pipeline.py: (source variable, target variable, condition as written)."""
     found = []
     for node in ast.walk(ast.parse(pipeline)):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "connect":
-            source, target, *condition = node.args
-            found.append((source.id, target.id, ast.literal_eval(condition[0]) if condition else "success"))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "flow_to":
+            source, target = node.args
+            conditions = [ast.literal_eval(keyword_.value) for keyword_ in node.keywords if keyword_.arg == "condition"]
+            assert len(node.keywords) == len(conditions) <= 1
+            found.append((source.id, target.id, conditions[0] if conditions else "success"))
     return found
 
 
 def test_pipeline_builds_every_node_with_its_type_and_address(rendered):
     data, project = rendered
-    calls = micro_services((project / "megaservice" / "pipeline.py").read_text())
-    assert list(calls) == [s["name"] for s in data["services"]]
-    for spec in data["services"]:
-        call = calls[spec["name"]]
-        p = prefix(spec["name"])
-        assert call["host"] == f"os.getenv('{p}_SERVICE_HOST_IP', '127.0.0.1')"
-        assert call["port"] == f"int(os.getenv('{p}_SERVICE_PORT', {spec['port']}))"
-        assert ast.literal_eval(call["endpoint"]) == spec["endpoint"]
-        assert call["use_remote_service"] == "True"
-        assert call["service_type"] == f"ServiceType.{spec['type'].upper()}"
+    pipeline = read_pipeline(project)
+    assert [(n.name, n.type, n.port, n.endpoint, n.image) for n in pipeline.nodes] == spec_nodes(data)
+    assert pipeline.added == [s["name"] for s in data["services"]]
+    assert pipeline.variables == {s["name"]: variable(s["name"]) for s in data["services"]}
 
 
 def test_pipeline_connects_every_edge(rendered):
     data, project = rendered
-    expected = [(spec["service"].replace("-", "_") + "_node", target["service"].replace("-", "_") + "_node",
-                 target["condition"]) for spec in data["flow"] for target in spec["next"]]
-    assert connections((project / "megaservice" / "pipeline.py").read_text()) == expected
+    assert read_pipeline(project).edges == spec_edges(data)
+    # As an OPEA engineer writes it: the default condition is left out.
+    expected = [(variable(source), variable(target), condition) for source, target, condition in spec_edges(data)]
+    text = (project / "megaservice" / "pipeline.py").read_text()
+    assert connections(text) == expected
+    assert text.count("condition=") == sum(condition != "success" for *_, condition in expected)
 
 
-def test_settings_describe_the_spec(rendered):
+def test_megaservice_and_hooks_describe_the_spec(rendered):
     data, project = rendered
-    settings = load_module(project / "megaservice" / "settings.py", "rendered_settings")
+    pipeline = read_pipeline(project)
     mega = data["megaservice"]
-    rendered_values = (settings.NAME, settings.DESCRIPTION, settings.ENDPOINT, settings.PROTOCOL,
-                       settings.DEFAULT_PORT)
-    expected = (data["name"], data["description"], mega["endpoint"], mega["protocol"], mega["port"])
-    assert rendered_values == expected
-    assert [(s.name, s.type, s.port, s.endpoint, s.image) for s in settings.SERVICES] == [
-        (s["name"], s["type"], s["port"], s["endpoint"], s["image"]) for s in data["services"]]
-    assert list(settings.EDGES) == [(entry["service"], target["service"], target["condition"])
-                                    for entry in data["flow"] for target in entry["next"]]
-    echo = settings.SERVICES[0]
+    assert pipeline.runtime == data["runtime"]
+    assert pipeline.megaservice == {"name": data["name"], "port": mega["port"], "endpoint": mega["endpoint"],
+                                    "protocol": mega["protocol"], "description": data["description"]}
+    assert pipeline.hooks == "megaservice.hooks"  # ServiceOrchestrator(hooks): the project's own module
+    echo = pipeline.nodes[0]
     assert echo.host_variable == f"{prefix(echo.name)}_SERVICE_HOST_IP"
     assert echo.folder == f"services/{dns(echo.name)}"
 
@@ -342,8 +442,7 @@ def test_settings_describe_the_spec(rendered):
 
 def test_a_hostile_description_breaks_nothing(tmp_path):
     project = render(with_runtime(HOSTILE, "comps"), tmp_path / "p")
-    settings = load_module(project / "megaservice" / "settings.py", "hostile_settings")
-    assert settings.DESCRIPTION == HOSTILE_DESCRIPTION
+    assert read_pipeline(project).megaservice["description"] == HOSTILE_DESCRIPTION
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     summary = pyproject["project"]["description"]
     assert "\n" not in summary and "\x7f" not in summary
@@ -351,8 +450,15 @@ def test_a_hostile_description_breaks_nothing(tmp_path):
     readme = (project / "README.md").read_text()
     assert "&lt;!-- hidden --&gt;" in readme and "<!--" not in readme
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["description"] == HOSTILE_DESCRIPTION
-    for path in ("megaservice/pipeline.py", "megaservice/app.py", "Makefile", ".github/workflows/ci.yml"):
+    for path in ("megaservice/__main__.py", "megaservice/hooks.py", "megaservice/Dockerfile", "Makefile",
+                 ".github/workflows/ci.yml"):
         assert "hidden" not in (project / path).read_text(), path
+    # pipeline.py holds it in MEGASERVICE's description, nowhere else (not even its docstring).
+    tree = ast.parse((project / "megaservice" / "pipeline.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Megaservice":
+            node.keywords = [keyword_ for keyword_ in node.keywords if keyword_.arg != "description"]
+    assert "hidden" not in ast.unparse(tree)
 
 
 def test_conditions_with_quotes_and_unicode_are_literals(tmp_path):
@@ -360,17 +466,24 @@ def test_conditions_with_quotes_and_unicode_are_literals(tmp_path):
     data = answers("odd", [service("a", "undefined", 9001, "/a"), service("b", "undefined", 9002, "/b")],
                    [edge("a", ("b", condition))])
     project = render(data, tmp_path / "p")
-    pipeline = (project / "megaservice" / "pipeline.py").read_text()
-    assert connections(pipeline) == [("a_node", "b_node", condition)]
+    assert connections((project / "megaservice" / "pipeline.py").read_text()) == [("a", "b", condition)]
+    assert read_pipeline(project).edges == [("a", "b", condition)]
 
 
 def test_keyword_and_module_names_cannot_shadow_anything(tmp_path):
-    names = ["import", "os", "orchestrator", "settings"]
+    names = ["import", "os", "orchestrator", "hooks", "remote_service", "build_orchestrator", "match", "megaservice"]
     services = [service(name, "undefined", 9001 + i, f"/{name}") for i, name in enumerate(names)]
     data = answers("names", services, [edge(names[i], names[i + 1]) for i in range(len(names) - 1)])
     project = render(data, tmp_path / "p")
-    compile((project / "megaservice" / "pipeline.py").read_text(), "pipeline.py", "exec")
-    assert list(micro_services((project / "megaservice" / "pipeline.py").read_text())) == names
+    pipeline = read_pipeline(project)  # executes it: a shadowed name would call the wrong thing
+    assert [node.name for node in pipeline.nodes] == pipeline.added == names
+    assert pipeline.edges == spec_edges(data)
+    assert pipeline.hooks == "megaservice.hooks"
+    assert pipeline.variables == {name: variable(name) for name in names}
+    assert {pipeline.variables[name] for name in ("import", "orchestrator", "hooks", "remote_service",
+                                                  "build_orchestrator", "match")} == {
+        "import_node", "orchestrator_node", "hooks_node", "remote_service_node", "build_orchestrator_node",
+        "match_node"}
 
 
 def test_bad_answers_are_refused(tmp_path):
@@ -383,10 +496,10 @@ def test_bad_answers_are_refused(tmp_path):
 def test_hooks_are_the_users_after_the_first_render(tmp_path):
     project = render(CHAIN, tmp_path / "p")
     (project / "megaservice" / "hooks.py").write_text("# mine\n")
-    (project / "megaservice" / "app.py").write_text("# stale\n")
+    (project / "megaservice" / "pipeline.py").write_text("# stale\n")
     render(CHAIN, project, overwrite=True)
     assert (project / "megaservice" / "hooks.py").read_text() == "# mine\n"
-    assert (project / "megaservice" / "app.py").read_text() != "# stale\n"
+    assert (project / "megaservice" / "pipeline.py").read_text() != "# stale\n"
 
 
 # ---------------------------------------------------------------- README, Mermaid, Makefile, CI
@@ -446,7 +559,7 @@ def test_makefile_targets(rendered):
                          cwd=project, capture_output=True, text=True, check=True).stdout
     assert "/x/venv/bin/python -m pip install" in dry and "-r requirements-dev.txt" in dry
     assert "/x/venv/bin/python -m pytest -q tests" in dry
-    assert "/x/venv/bin/python scripts/run_local.py" in dry
+    assert "/x/venv/bin/python -m opea_new_runtime.run" in dry
     assert "dc up -d --build --wait" in dry and "dc down" in dry
 
 
@@ -520,6 +633,21 @@ SLOW_PROJECTS = {
 }
 
 
+# What the real runtime makes of pipeline.py, in the project's venv: the Project the runner and tests load.
+READ_PROJECT = """
+import json, sys
+from opea_new_runtime.run import Project
+project = Project.load(sys.argv[1])
+print(json.dumps({
+    "runtime": project.module.build_orchestrator().RUNTIME,
+    "megaservice": vars(project.megaservice),
+    "nodes": [[n.name, n.type, n.port, n.endpoint, n.image, n.dns_name, n.host_variable, n.port_variable,
+               n.generated, n.folder] for n in project.nodes],
+    "edges": [list(edge) for edge in project.edges],
+}))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("key", list(SLOW_PROJECTS))
 def test_make_install_test(key, tmp_path, venvs):
@@ -528,6 +656,23 @@ def test_make_install_test(key, tmp_path, venvs):
     venv = venvs / data["runtime"]
     installed, install_seconds = make(project, venv, "install")
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+    # The runtime installed is the project's own wheel, at the version pinned.
+    version = subprocess.run([str(venv / "bin" / "python"), "-c",
+                              "import importlib.metadata as m; print(m.version('opea-new-runtime'))"],
+                             capture_output=True, text=True, env=clean_environment())
+    assert version.stdout.strip() == __version__, version.stderr
+    read = subprocess.run([str(venv / "bin" / "python"), "-c", READ_PROJECT, str(project)], cwd=tmp_path,
+                          capture_output=True, text=True, env=clean_environment(), timeout=120)
+    assert read.returncode == 0, read.stderr[-3000:]
+    loaded = json.loads(read.stdout)
+    mega = data["megaservice"]
+    assert loaded["runtime"] == data["runtime"]
+    assert loaded["megaservice"] == {"name": data["name"], "port": mega["port"], "endpoint": mega["endpoint"],
+                                     "protocol": mega["protocol"], "description": data["description"]}
+    assert loaded["nodes"] == [[*node, dns(node[0]), f"{prefix(node[0])}_SERVICE_HOST_IP",
+                                f"{prefix(node[0])}_SERVICE_PORT", node[4] is None, f"services/{dns(node[0])}"]
+                               for node in spec_nodes(data)]
+    assert loaded["edges"] == [list(edge_) for edge_ in spec_edges(data)]
     tested, test_seconds = make(project, venv, "test")
     output = tested.stdout + tested.stderr
     assert tested.returncode == 0, output[-6000:]
@@ -538,7 +683,7 @@ def test_make_install_test(key, tmp_path, venvs):
 
 
 def stop(process: subprocess.Popen) -> None:
-    """SIGTERM (run_local then stops its children), SIGKILL only if that does not work."""
+    """SIGTERM (the runner then stops its children), SIGKILL only if that does not work."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -549,15 +694,16 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def free_port_environment(data: dict[str, Any]) -> tuple[int, dict[str, str]]:
-    """Free ports for every service and the megaservice, as run_local reads them: (megaservice port, env)."""
+    """Free ports for every service and the megaservice, as the runner reads them: (megaservice port, env)."""
     *ports, mega_port = free_ports(len(data["services"]) + 1)
     addresses = {f"{prefix(spec['name'])}_SERVICE_PORT": str(port)
                  for spec, port in zip(data["services"], ports, strict=True)}
     return mega_port, clean_environment(MEGA_SERVICE_PORT=str(mega_port), **addresses)
 
 
-def start_run_local(project: Path, venv: Path, environment: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([str(venv / "bin" / "python"), "scripts/run_local.py"], cwd=project,
+def start_runner(project: Path, venv: Path, environment: dict[str, str]) -> subprocess.Popen:
+    """`make run`'s command: the runtime library's local runner, from the project's root."""
+    return subprocess.Popen([str(venv / "bin" / "python"), "-m", "opea_new_runtime.run"], cwd=project,
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -599,7 +745,7 @@ def wait_for_output(process: subprocess.Popen, needle: str, timeout: float) -> s
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["lite-chain", "comps-chain", "lite-fan"])
-def test_run_local_serves_and_stops_on_sigterm(key, tmp_path, venvs):
+def test_runner_serves_and_stops_on_sigterm(key, tmp_path, venvs):
     import httpx
 
     data = SLOW_PROJECTS[key]
@@ -608,7 +754,7 @@ def test_run_local_serves_and_stops_on_sigterm(key, tmp_path, venvs):
     installed, _ = make(project, venv, "install")
     assert installed.returncode == 0, installed.stderr[-3000:]
     mega_port, environment = free_port_environment(data)
-    process = start_run_local(project, venv, environment)
+    process = start_runner(project, venv, environment)
     try:
         banner = wait_for_output(process, "Ctrl-C stops everything", timeout=120)
         url = f"http://127.0.0.1:{mega_port}{data['megaservice']['endpoint']}"
@@ -665,7 +811,7 @@ def test_conditional_edges_route_requests(runtime, tmp_path, venvs):
     *ports, mega_port, second_port, dead_port = free_ports(len(data["services"]) + 3)
     addresses = {f"{prefix(spec['name'])}_SERVICE_PORT": str(port)
                  for spec, port in zip(data["services"], ports, strict=True)}
-    stack = start_run_local(project, venv, clean_environment(MEGA_SERVICE_PORT=str(mega_port), **addresses))
+    stack = start_runner(project, venv, clean_environment(MEGA_SERVICE_PORT=str(mega_port), **addresses))
     # A second megaservice whose data_processor is dead: its failure takes the `error` edge.
     broken = None
     try:
@@ -700,13 +846,13 @@ def test_conditional_edges_route_requests(runtime, tmp_path, venvs):
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="children follow their parent through PR_SET_PDEATHSIG")
-def test_run_local_children_do_not_outlive_a_killed_run_local(tmp_path, venvs):
+def test_runner_children_do_not_outlive_a_killed_runner(tmp_path, venvs):
     data = PASS_THROUGH
     project = render_project(data, tmp_path / data["name"])
     venv = venvs / data["runtime"]
     assert make(project, venv, "install")[0].returncode == 0
     mega_port, environment = free_port_environment(data)
-    process = start_run_local(project, venv, environment)
+    process = start_runner(project, venv, environment)
     try:
         wait_for_output(process, "Ctrl-C stops everything", timeout=120)
         children = children_of(process.pid)
@@ -835,3 +981,27 @@ def test_node_failures_are_named_502_and_timeouts_504(runtime, tmp_path, venvs):
     finally:
         stop(megaservice)
         llm.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["lite", "comps"])
+def test_a_bad_setting_stops_the_start_with_one_line(runtime, tmp_path, venvs):
+    """The runtime's pydantic settings: `<name>: MEGA_SERVICE_X: <message>` on stderr, a non-zero exit, no
+    traceback; the same for a node's port variable (read when the orchestrator is built)."""
+    data = answers("strict", [service("llm", "llm", 9000, "/v1/chat/completions")], [], runtime=runtime,
+                   protocol="chat")
+    project = render(data, tmp_path / "strict")
+    venv = venvs / runtime
+    assert make(project, venv, "install")[0].returncode == 0
+    cases = {
+        "MEGA_SERVICE_PORT": ({"MEGA_SERVICE_PORT": "eighty"}, "strict: MEGA_SERVICE_PORT: "),
+        "MEGA_SERVICE_TIMEOUT": ({"MEGA_SERVICE_TIMEOUT": "soon"}, "strict: MEGA_SERVICE_TIMEOUT: "),
+        "LLM_SERVICE_PORT": ({"LLM_SERVICE_PORT": "70000"}, "strict: LLM_SERVICE_PORT: '70000' is not a port"),
+    }
+    for name, (variables, expected) in cases.items():
+        started = subprocess.run([str(venv / "bin" / "python"), "-m", "megaservice"], cwd=project,
+                                 env=clean_environment(**variables), capture_output=True, text=True, timeout=60)
+        assert started.returncode != 0, (name, started.stdout, started.stderr)
+        lines = started.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(expected), (name, started.stderr)
+        assert "Traceback" not in started.stderr, name
