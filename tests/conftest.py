@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +116,199 @@ def copier_render(template: Path, data: dict[str, Any], destination: Path, **kwa
 
 
 def files_of(root: Path) -> dict[str, str]:
-    """Every file under `root` by its POSIX path relative to it, with its text."""
-    return {path.relative_to(root).as_posix(): path.read_text() for path in sorted(root.rglob("*"))
-            if path.is_file()}
+    """Every file under `root` by its POSIX path relative to it, with its text (a binary file's bytes as
+    surrogate escapes: equal texts are equal files)."""
+    return {path.relative_to(root).as_posix(): path.read_text(errors="surrogateescape")
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def build_context(root: Path) -> set[str]:
+    """The files `docker build` sends from `root` under its .dockerignore, by POSIX path.
+
+    Docker's rules (moby/patternmatcher): patterns are matched in order and the last one that matches a path
+    or one of its parent folders decides; `!` lets a path back in; `*` and `?` stay within one folder, `**`
+    spans any number of them; a leading `/` and a trailing `/` are dropped.
+    """
+    import re
+
+    rules = []
+    for line in (root / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        pattern = line[1:].strip() if negated else line
+        pattern = re.sub(r"/+", "/", pattern).strip("/")
+        regex, i = "", 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex, i = regex + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                regex, i = regex + ".*", i + 2
+            elif pattern[i] == "*":
+                regex, i = regex + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                regex, i = regex + "[^/]", i + 1
+            else:
+                regex, i = regex + re.escape(pattern[i]), i + 1
+        rules.append((re.compile(regex), negated))
+
+    def excluded(path: str) -> bool:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[:count]) for count in range(1, len(parts) + 1)]
+        verdict = False
+        for regex, negated in rules:
+            if any(regex.fullmatch(prefix) for prefix in prefixes):
+                verdict = not negated
+        return verdict
+
+    files = (path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+    return {path for path in files if path.split("/")[0] != ".git" and not excluded(path)}
+
+
+def released_template(template: Path, destination: Path) -> Path:
+    """A copy of a template folder as its release holds it: the files plus what is built (the runtime's wheel).
+
+    opea-new renders from the release tree (template_store.built_files adds the built files to it), so a template
+    test renders from this copy to see what users get.
+    """
+    from opea_new.template_store import built_files
+
+    shutil.copytree(template, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for path, data in built_files(template.name).items():
+        (destination / path).parent.mkdir(parents=True, exist_ok=True)
+        (destination / path).write_bytes(data)
+    return destination
+
+
+# ---------------------------------------------------------------- a rendered megaservice/pipeline.py, executed
+
+
+@dataclass(frozen=True)
+class RecordedNode:
+    """One `remote_service(...)` call of pipeline.py, as the runtime's Node would describe it."""
+
+    name: str
+    type: str  # the ServiceType member, lower-case
+    port: int
+    endpoint: str
+    image: str | None
+
+    @property
+    def env_prefix(self) -> str:
+        return self.name.replace("-", "_").upper()
+
+    @property
+    def host_variable(self) -> str:
+        return f"{self.env_prefix}_SERVICE_HOST_IP"
+
+    @property
+    def folder(self) -> str:
+        return f"services/{self.name.replace('_', '-')}"
+
+
+@dataclass
+class RecordedPipeline:
+    """What running a project's pipeline.py did: its import, MEGASERVICE and build_orchestrator()'s calls."""
+
+    runtime: str  # the opea_new_runtime.<runtime> module it imported from
+    megaservice: dict[str, Any]  # the keyword arguments of Megaservice(...)
+    hooks: Any  # what ServiceOrchestrator() was given
+    nodes: list[RecordedNode]  # remote_service() calls, in order
+    added: list[str]  # orchestrator.add() calls, by node name, in order
+    edges: list[tuple[str, str, str]]  # orchestrator.flow_to() calls: (source, target, condition)
+    variables: dict[str, str] = field(default_factory=dict)  # node name -> the local variable holding it
+
+
+MEGASERVICE_FIELDS = ("name", "port", "endpoint", "protocol", "description")
+
+
+def read_pipeline(project: Path) -> RecordedPipeline:
+    """Execute `project`/megaservice/pipeline.py against a recording stand-in of `opea_new_runtime.<runtime>`.
+
+    The real runtime needs FastAPI and (comps) opea-comps, which the generator's venv does not have; the stand-in
+    has the same names and signatures (keyword-only where the runtime's are), checks what it is given (ServiceType
+    members are comps' 20, ports are ints, flow_to only between added nodes) and records every call. The project's
+    own hooks module is imported with it, as `from . import hooks` does.
+    """
+    import ast
+    import enum
+    import importlib.util
+    import types
+
+    from opea_new import catalog
+
+    path = project / "megaservice" / "pipeline.py"
+    tree = ast.parse(path.read_text())
+    imported = [node for node in tree.body if isinstance(node, ast.ImportFrom)
+                and (node.module or "").split(".")[0] == "opea_new_runtime"]
+    assert len(imported) == 1, f"{path}: expected one import from opea_new_runtime"
+    module_name = imported[0].module
+    service_type = enum.Enum("ServiceType", [name.upper() for name in catalog.names()])
+    recorded = RecordedPipeline(module_name.partition(".")[2], {}, None, [], [], [])
+
+    class Megaservice:
+        def __init__(self, name: str, port: int, endpoint: str, protocol: str = "chat",
+                     description: str = "") -> None:
+            recorded.megaservice.update(name=name, port=port, endpoint=endpoint, protocol=protocol,
+                                        description=description)
+
+    class Service:
+        def __init__(self, node: RecordedNode) -> None:
+            self.node = node
+
+    def remote_service(name: str, type_: Any, *, port: int, endpoint: str, image: str | None = None) -> Service:
+        assert isinstance(type_, service_type), type_
+        assert type(port) is int and isinstance(endpoint, str), (name, port, endpoint)
+        recorded.nodes.append(RecordedNode(name, type_.name.lower(), port, endpoint, image))
+        return Service(recorded.nodes[-1])
+
+    class ServiceOrchestrator:
+        def __init__(self, hooks: Any = None) -> None:
+            recorded.hooks = hooks
+
+        def add(self, service: Service) -> ServiceOrchestrator:
+            assert service.node.name not in recorded.added, f"{service.node.name} added twice"
+            recorded.added.append(service.node.name)
+            return self
+
+        def flow_to(self, from_service: Service, to_service: Service, condition: str = "success") -> bool:
+            for end in (from_service, to_service):
+                assert end.node.name in recorded.added, f"flow_to {end.node.name} before add"
+            recorded.edges.append((from_service.node.name, to_service.node.name, condition))
+            return True
+
+    facade = types.ModuleType(module_name)
+    facade.Megaservice, facade.ServiceOrchestrator = Megaservice, ServiceOrchestrator
+    facade.ServiceType, facade.remote_service = service_type, remote_service
+    package_name = f"_rendered_megaservice_{next(_pipelines)}"
+    package = types.ModuleType(package_name)
+    package.__path__ = [str(path.parent)]
+    stand_ins = {"opea_new_runtime": types.ModuleType("opea_new_runtime"), module_name: facade,
+                 package_name: package}
+    saved = {name: sys.modules[name] for name in stand_ins if name in sys.modules}
+    sys.modules.update(stand_ins)
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # leave no __pycache__ in the project
+    try:
+        spec = importlib.util.spec_from_file_location(f"{package_name}.pipeline", path)
+        pipeline = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = pipeline
+        spec.loader.exec_module(pipeline)
+        assert not recorded.nodes, "pipeline.py makes its nodes in build_orchestrator(), not at import"
+        assert isinstance(pipeline.MEGASERVICE, Megaservice)
+        assert isinstance(pipeline.build_orchestrator(), ServiceOrchestrator)
+        if recorded.hooks is sys.modules.get(f"{package_name}.hooks"):
+            recorded.hooks = "megaservice.hooks"
+    finally:
+        for name in [*stand_ins, f"{package_name}.pipeline", f"{package_name}.hooks"]:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+        sys.dont_write_bytecode = writes_bytecode
+    for node in ast.walk(tree):  # `<variable> = remote_service("<name>", ...)`
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and getattr(node.value.func, "id", None) == "remote_service"):
+            recorded.variables[ast.literal_eval(node.value.args[0])] = node.targets[0].id
+    return recorded
+
+
+_pipelines = itertools.count()

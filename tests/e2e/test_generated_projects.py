@@ -2,7 +2,8 @@
 
 For each spec: `opea-new megaservice --spec ...` (the installed console script),
 then in the generated repository `make install` (one venv per runtime, shared by
-the session), `make test`, and `scripts/run_local.py` (what `make run` starts) on
+the session; the runtime library comes from the project's own vendor/ wheel),
+`make test`, and `python -m opea_new_runtime.run` (what `make run` starts) on
 free ports of 127.0.0.1; requests go through the megaservice — chat answers
 whole and streamed, raw answers with the pass-through `trace`, terminal outputs
 keyed by node name — and SIGTERM stops everything.
@@ -29,6 +30,7 @@ import httpx
 import pytest
 import yaml
 
+from opea_new import runtime_wheel
 from tests.conftest import SHARED_SPECS, free_ports, run_cli
 
 pytestmark = pytest.mark.slow
@@ -62,8 +64,8 @@ class Project:
         addresses = {f"{name.replace('-', '_').upper()}_SERVICE_PORT": str(port)
                      for name, port in zip(names, ports, strict=True)}
         environment = clean_environment(MEGA_SERVICE_PORT=str(mega_port), **addresses)
-        process = subprocess.Popen([str(self.venv / "bin" / "python"), "scripts/run_local.py"], cwd=self.root,
-                                   env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([str(self.venv / "bin" / "python"), "-m", "opea_new_runtime.run"],
+                                   cwd=self.root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             banner = wait_for(process, "Ctrl-C stops everything", timeout=180)
             assert f"http://127.0.0.1:{mega_port}{self.endpoint}" in banner
@@ -117,6 +119,11 @@ def generate(spec: Path, destination: Path, venvs: Path, *flags: str) -> Project
     assert len(log.stdout.splitlines()) == 1, log.stdout
     status = subprocess.run(["git", "status", "--porcelain"], cwd=destination, capture_output=True, text=True)
     assert status.stdout == ""
+    # The runtime library's wheel is committed: a clone installs offline, and it is the one opea-new builds.
+    name, wheel = runtime_wheel.build()
+    tracked = subprocess.run(["git", "ls-files", "vendor"], cwd=destination, capture_output=True, text=True)
+    assert tracked.stdout.splitlines() == [f"vendor/{name}"]
+    assert (destination / "vendor" / name).read_bytes() == wheel
     answers = yaml.safe_load((destination / ".copier-answers.yml").read_text())
     return Project(destination, venvs / answers["runtime"])
 

@@ -15,7 +15,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import tool
+from opea_new import __version__
+from tests.conftest import build_context, tool
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "compose"
 OWNED_FILES = {".copier-answers.compose.yml", "compose.yaml", ".env.example", "tests/test_compose.sh"}
@@ -220,8 +220,9 @@ def test_images_and_builds(rendered):
         else:
             image = f"{dns(data['name'])}-{dns(spec['name'])}"
             assert definition["image"] == f"${{REGISTRY:-opea}}/{image}:${{TAG:-latest}}"
-            assert definition["build"]["context"] == f"./services/{dns(spec['name'])}"
-            assert "dockerfile" not in definition["build"]
+            # From the project root, like the megaservice: the image needs vendor/ (the runtime's wheel) too.
+            assert definition["build"]["context"] == "."
+            assert definition["build"]["dockerfile"] == f"services/{dns(spec['name'])}/Dockerfile"
             assert definition["build"]["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-python:3.11-slim}"
     mega = services["megaservice"]
     assert mega["image"] == f"${{REGISTRY:-opea}}/{dns(data['name'])}:${{TAG:-latest}}"
@@ -493,7 +494,8 @@ def test_compose_script_refuses_a_compose_that_hides_failures(tmp_path):
 # The checks a reviewer runs on a generated project before any engine: hadolint on
 # every Dockerfile, `compose config`, the compose-spec schema, a healthcheck on every
 # service, ports on 127.0.0.1 unless PUBLISH_ADDRESS says otherwise, build contexts
-# that hold what their Dockerfile copies. tests/docker then builds and runs them.
+# that hold what their Dockerfile copies. tests/docker then builds and runs them. The
+# two that run the project's own pytest need its venv (the runtime library): slow.
 
 WHOLE_SPEC = {
     "name": "whole_app",
@@ -555,20 +557,42 @@ def test_whole_project_every_service_has_a_healthcheck_and_publishes_on_localhos
 
 
 def test_whole_project_build_contexts_hold_what_dockerfiles_copy(whole_project):
+    """Every image builds from the project root under its one .dockerignore: what a Dockerfile copies is in the
+    context (the runtime's wheel in vendor/ included), and no venv, tests or answers file goes with it."""
     data, project = whole_project
     services = compose_file(project)["services"]
+    (project / ".venv" / "bin").mkdir(parents=True)  # what `make install` leaves in the tree
+    (project / ".venv" / "bin" / "python").write_text("")
+    try:
+        context_files = build_context(project)
+    finally:
+        shutil.rmtree(project / ".venv")
+    assert not [path for path in context_files if ".venv" in path.split("/") or "tests" in path.split("/")
+                or path.endswith(".copier-answers.yml")]
+    assert f"vendor/opea_new_runtime-{__version__}-py3-none-any.whl" in context_files
     for name, definition in services.items():
         if "build" not in definition:
             assert definition["image"] == next(s["image"] for s in data["services"] if dns(s["name"]) == name)
             continue
+        assert definition["build"]["context"] == ".", name
         context = project / definition["build"]["context"]
-        dockerfile = context / definition["build"].get("dockerfile", "Dockerfile")
-        assert dockerfile.is_file(), name
+        dockerfile = definition["build"]["dockerfile"]
+        assert (context / dockerfile).is_file() and dockerfile in context_files, name
         assert (context / ".dockerignore").is_file(), name
-        for line in dockerfile.read_text().splitlines():
-            if line.startswith("COPY "):
-                source = line.split()[1]
-                assert (context / source).exists(), (name, line)
+        copied = [line.split()[1] for line in (context / dockerfile).read_text().splitlines()
+                  if line.startswith("COPY ")]
+        assert "vendor/" in copied, name
+        for source in copied:
+            assert (context / source).exists(), (name, source)
+            inside = source.rstrip("/")
+            sent = [path for path in context_files if path == inside or path.startswith(inside + "/")]
+            assert sent, (name, f"{source} is left out of the build context by .dockerignore")
+            if (context / source).is_file():
+                assert sent == [inside], (name, source)
+        if name != "megaservice":  # a service's image holds its own folder, no other service's
+            own = f"services/{name}/"
+            assert [source for source in copied if source.startswith("services/")] and all(
+                source.startswith(own) for source in copied if source.startswith("services/")), (name, copied)
 
 
 def test_whole_project_keeps_secrets_out_of_git(whole_project):
@@ -580,10 +604,26 @@ def test_whole_project_keeps_secrets_out_of_git(whole_project):
     assert "HF_TOKEN" not in (project / ".copier-answers.yml").read_text()
 
 
-def test_whole_project_docker_test_skips_with_its_reason_without_an_engine(whole_project, tmp_path):
+@pytest.fixture(scope="module")
+def whole_project_python(whole_project, project_venvs) -> str:
+    """The Python of the project's own venv (`make install`): its tests import the runtime library (and, on
+    comps, opea-comps), which the generator's venv does not hold. One venv per runtime for the session."""
+    data, project = whole_project
+    venv = project_venvs / data["runtime"]
+    environment = {key: value for key, value in os.environ.items() if key not in ("VENV", "MAKEFLAGS")
+                   and not key.endswith(("_SERVICE_PORT", "_SERVICE_HOST_IP"))}
+    installed = subprocess.run(["make", "install", f"VENV={venv}"], cwd=project, env=environment,
+                               capture_output=True, text=True, timeout=900)
+    assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+    return str(venv / "bin" / "python")
+
+
+@pytest.mark.slow
+def test_whole_project_docker_test_skips_with_its_reason_without_an_engine(whole_project, whole_project_python,
+                                                                          tmp_path):
     _, project = whole_project
     environment = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "PYTEST_ADDOPTS": ""}
-    command = [sys.executable, "-m", "pytest", "-m", "docker", "-p", "no:cacheprovider", "-q", "-rs",
+    command = [whole_project_python, "-m", "pytest", "-m", "docker", "-p", "no:cacheprovider", "-q", "-rs",
                "tests/test_docker.py"]
     result = subprocess.run(command, cwd=project, env={**os.environ, **environment}, capture_output=True,
                             text=True, timeout=300)
@@ -592,12 +632,13 @@ def test_whole_project_docker_test_skips_with_its_reason_without_an_engine(whole
     assert "skipped" in output and f"no Docker engine reachable at unix://{tmp_path}/no-engine.sock" in output, output
 
 
-def test_whole_project_make_test_leaves_the_docker_tests_out(whole_project):
+@pytest.mark.slow
+def test_whole_project_make_test_leaves_the_docker_tests_out(whole_project, whole_project_python):
     """`make test` runs `pytest tests`: the docker tests are deselected there, selected by `-m docker`."""
     _, project = whole_project
 
     def collect(*options: str) -> str:
-        command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *options,
+        command = [whole_project_python, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *options,
                    "tests/test_docker.py"]
         result = subprocess.run(command, cwd=project, env={**os.environ, "PYTEST_ADDOPTS": ""},
                                 capture_output=True, text=True, timeout=300)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import yaml
 
 from opea_new import __version__
+from tests.conftest import read_pipeline
 from tests.update.helpers import append, commit_all, files_with_markers, git, head, porcelain, statuses
 
 
-def edges_in_settings(project) -> set[tuple[str, str, str]]:
-    namespace: dict = {}
-    text = (project / "megaservice" / "settings.py").read_text()
-    start = text.index("EDGES")
-    exec(text[start:text.index(")\n\n", start) + 2], namespace)  # noqa: S102 - our own generated literal
-    return set(namespace["EDGES"])
+def edges_in_pipeline(project) -> set[tuple[str, str, str]]:
+    """The megaservice's flow: every orchestrator.flow_to() that megaservice/pipeline.py makes."""
+    return set(read_pipeline(project).edges)
 
 
 def flow_in_answers(project) -> set[tuple[str, str, str]]:
@@ -36,11 +34,14 @@ def test_add_service_into_the_middle_of_a_dag_rewires_every_artifact(tier, dag):
     expected = {("source", "audit", "success"), ("audit", "left", "success"), ("source", "right", "success"),
                 ("left", "sink", "success")}
     assert flow_in_answers(dag) == expected
-    assert edges_in_settings(dag) == expected  # the megaservice's flow
-    pipeline = (dag / "megaservice" / "pipeline.py").read_text()
-    assert "audit_node" in pipeline and "AUDIT_SERVICE_PORT" in pipeline
+    assert edges_in_pipeline(dag) == expected  # the megaservice's flow
+    pipeline = read_pipeline(dag)
+    audit = next(node for node in pipeline.nodes if node.name == "audit")
+    assert (audit.type, audit.port, audit.image) == ("undefined", 18805, None)
+    assert pipeline.added == ["source", "left", "right", "sink", "audit"]
     compose = compose_services(dag)
-    assert compose["audit"]["build"]["context"] == "./services/audit"
+    assert compose["audit"]["build"] | {"args": None} == {"context": ".", "dockerfile": "services/audit/Dockerfile",
+                                                          "args": None}
     assert "AUDIT_SERVICE_HOST_IP" in str(compose["megaservice"]["environment"])
     assert "audit" in str(compose["megaservice"]["depends_on"])
     readme = (dag / "README.md").read_text()
@@ -88,7 +89,7 @@ def test_dry_run_of_add_service_lists_the_plan_and_writes_nothing(tier, dag):
     assert result.returncode == 0, result.stderr
     plan = statuses(result.stdout)
     assert plan["services/audit/app/main.py"] == "new"
-    assert plan["megaservice/settings.py"] == "updated"
+    assert plan["megaservice/pipeline.py"] == "updated"
     assert plan["services/left/app/main.py"] == "unchanged"
     assert porcelain(dag) == "" and not (dag / "services" / "audit").exists()
 
@@ -163,8 +164,10 @@ def test_remove_a_service_in_the_middle_reconnects_its_neighbours(tier, chain):
     assert result.returncode == 0, result.stderr
     assert flow_in_answers(chain) == {("embedding", "llm", "success")}
     assert "svc_embedding --> svc_llm" in (chain / "README.md").read_text()
-    assert "RETRIEVER" not in (chain / "megaservice" / "settings.py").read_text().upper().replace(
-        "SERVICETYPE.RETRIEVER", "")
+    pipeline = read_pipeline(chain)
+    assert [node.name for node in pipeline.nodes] == pipeline.added == ["embedding", "llm"]
+    assert pipeline.edges == [("embedding", "llm", "success")]
+    assert "retriever" not in (chain / "megaservice" / "pipeline.py").read_text().lower()
 
 
 def test_an_added_image_service_gets_wiring_but_no_code(tier, chain):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from opea_new import render
+from opea_new import render, runtime_wheel
 from opea_new.spec import load_pipeline
 from opea_new.template_store import ensure_templates
 from tests.update.helpers import DAG_SPEC
@@ -42,6 +42,9 @@ def test_every_template_renders_byte_for_byte_like_copier_from_the_bundle(source
                      answers_file=answers_file, defaults=True, overwrite=True, quiet=True)
 
             assert tree(ours) == tree(copiers), template
+            if template == "megaservice":  # the release carries the runtime's wheel, as built
+                name, data = runtime_wheel.build()
+                assert tree(ours)[f"vendor/{name}"] == (data, 0o644)
             recorded = yaml.safe_load((ours / answers_file).read_text())
             assert recorded["_src_path"] == f"~/.cache/opea-new/templates/{template}.bundle"
             assert recorded["_commit"] == sources[template].ref
@@ -55,7 +58,8 @@ def test_user_owned_paths_come_from_the_templates(sources, tmp_path):
         service = render.render_part(trees, render.RenderJob(
             "microservice", sources["microservice"].ref, tmp_path / "svc",
             render.microservice_answers(pipeline, pipeline.service("left"))))
-    assert root("megaservice/hooks.py") and not root("megaservice/app.py")
+    assert root("megaservice/hooks.py") and not root("megaservice/pipeline.py")
+    assert not root(f"vendor/{runtime_wheel.wheel_name()}")  # built by the release: never the user's
     assert service("app/backend.py") and not service("app/main.py")
     # The same answers as copier's own matcher, for every rendered path.
     from copier import run_copy

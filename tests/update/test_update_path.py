@@ -32,20 +32,20 @@ def release_n_plus_1(templates: Path) -> None:
     mega, micro, compose = templates / "megaservice", templates / "microservice", templates / "compose"
     (mega / "CHANGELOG.md").write_text("# Changes\n\n- v2: a changelog\n")  # a new root file
     edit(mega / "README.md.jinja", "# {{ name }}\n", "# {{ name }}\n\n> Updated by the v2 templates.\n")
-    append(mega / "megaservice" / "app.py", "\n# v2: the template's last line\n")
+    append(mega / "megaservice" / "__main__.py", "\n# v2: the template's last line\n")
     append(compose / "template" / "compose.yaml.jinja", "\n# v2: compose footer\n")
     append(micro / "app" / "main.py.jinja", "\n# v2: main\n")
     append(micro / "app" / "backend.py.jinja", "\n# v2: backend (user-owned: never reaches a project)\n")
     (micro / "NOTES.md").write_text("v2 notes\n")  # a new file in every service
-    (micro / ".dockerignore").unlink()  # a file the template no longer renders
+    (micro / "app" / "__main__.py").unlink()  # a file the template no longer renders
 
 
 def user_edits(project: Path) -> None:
     append(project / "services" / "left" / "app" / "backend.py", "\n# mine: my model call\n")  # user-owned
     append(project / "megaservice" / "hooks.py", "\n# mine: my align hook\n")  # user-owned
     append(project / "README.md", "\n## My notes\n\nKept across updates.\n")  # template-owned, merges cleanly
-    append(project / "megaservice" / "app.py", "\n# mine: my own last line\n")  # collides with v2's
-    append(project / "services" / "right" / ".dockerignore", "# mine: my ignore rule\n")  # v2 deletes it
+    append(project / "megaservice" / "__main__.py", "\n# mine: my own last line\n")  # collides with v2's
+    append(project / "services" / "right" / "app" / "__main__.py", "# mine: my entry point\n")  # v2 deletes it
     (project / "services" / "left" / "app" / "extra.py").write_text("MINE = True\n")  # added files
     (project / "docs").mkdir()
     (project / "docs" / "todo.md").write_text("- my todo\n")
@@ -60,15 +60,15 @@ def expected_plan() -> dict[str, str]:
         "compose.yaml": "updated",
         ".copier-answers.yml": "updated",
         ".copier-answers.compose.yml": "updated",
-        "megaservice/app.py": "conflict",
-        "services/right/.dockerignore": "conflict",
+        "megaservice/__main__.py": "conflict",
+        "services/right/app/__main__.py": "conflict",
     }
     for service in SERVICES:
         plan[f"services/{service}/NOTES.md"] = "new"
         plan[f"services/{service}/app/main.py"] = "updated"
         plan[f"services/{service}/.copier-answers.yml"] = "updated"
         if service != "right":
-            plan[f"services/{service}/.dockerignore"] = "deleted"
+            plan[f"services/{service}/app/__main__.py"] = "deleted"
     return plan
 
 
@@ -108,7 +108,7 @@ def test_update_keeps_edits_applies_the_template_and_reports_conflicts_exactly(t
     assert {path: status for path, status in statuses(result.stdout).items()} == expected_plan()
     assert "2 conflict(s)" in result.stdout
     assert head(edited) == before_head, "opea-new update must not commit"
-    assert files_with_markers(edited) == ["megaservice/app.py", "services/right/.dockerignore"]
+    assert files_with_markers(edited) == ["megaservice/__main__.py", "services/right/app/__main__.py"]
 
     # The user's work is intact.
     for path, content in mine.items():
@@ -117,8 +117,8 @@ def test_update_keeps_edits_applies_the_template_and_reports_conflicts_exactly(t
     assert not any("v2: backend" in (edited / "services" / s / "app" / "backend.py").read_text() for s in SERVICES)
     readme = (edited / "README.md").read_text()
     assert "> Updated by the v2 templates." in readme and "Kept across updates." in readme
-    app = (edited / "megaservice" / "app.py").read_text()
-    assert "# mine: my own last line" in app and "# v2: the template's last line" in app
+    main = (edited / "megaservice" / "__main__.py").read_text()
+    assert "# mine: my own last line" in main and "# v2: the template's last line" in main
 
     # The template's changes are in.
     assert (edited / "CHANGELOG.md").read_text().startswith("# Changes")
@@ -127,13 +127,13 @@ def test_update_keeps_edits_applies_the_template_and_reports_conflicts_exactly(t
         folder = edited / "services" / service
         assert (folder / "NOTES.md").read_text() == "v2 notes\n"
         assert "# v2: main" in (folder / "app" / "main.py").read_text()
-        assert (folder / ".dockerignore").exists() == (service == "right")
+        assert (folder / "app" / "__main__.py").exists() == (service == "right")
     for answers in [edited / ".copier-answers.yml", edited / ".copier-answers.compose.yml",
                     *(edited / "services").glob("*/.copier-answers.yml")]:
         assert yaml.safe_load(answers.read_text())["_commit"] == f"v{version}", answers
 
     # Resolve, commit: the next update has nothing to do.
-    for path in ("megaservice/app.py", "services/right/.dockerignore"):
+    for path in ("megaservice/__main__.py", "services/right/app/__main__.py"):
         target = edited / path
         target.write_text("".join(line for line in target.read_text().splitlines(keepends=True)
                                   if not line.startswith(("<<<<<<<", "=======", ">>>>>>>"))))
