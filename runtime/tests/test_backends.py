@@ -7,6 +7,7 @@ import json
 
 import httpx
 import pytest
+
 from opea_new_runtime.backends.llm_types import Completion, Prompt
 from opea_new_runtime.backends.openai import OpenAICompatibleLLM
 from opea_new_runtime.backends.tei import TEIEmbedder, TEIReranker

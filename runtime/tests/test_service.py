@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
+
 from opea_new_runtime.service import BackendError, Service, SettingsError, create_app, load_settings
 
 SERVICE = Service(name="echo_svc", project="demo", type="unknown", port=7000, endpoint="/v1/echo")
