@@ -49,7 +49,7 @@ def problem_lines(error, where: str | None = None) -> list[str]:
 
 
 def _fail_with_problems(where: str, error, writing: bool = True) -> None:
-    count = len(error.problems)
+    count = getattr(error, "total", None) or len(error.problems)  # the list is cut past MAX_PROBLEMS
     consequence = "; nothing was written" if writing else ""
-    fail_usage(f"{where}: {count} problem{'s' if count != 1 else ''}{consequence}",
+    fail_usage(f"{where}: {count:,} problem{'s' if count != 1 else ''}{consequence}",
                details=problem_lines(error, where))

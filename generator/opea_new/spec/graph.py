@@ -1,8 +1,14 @@
-"""The flow as a graph: nodes in spec order, edges with conditions, and the questions asked of it."""
+"""The flow as a graph: nodes in spec order, edges with conditions, and the questions asked of it.
+
+Every question is answered in time linear in the graph and without recursion, so a
+chain of thousands of services costs milliseconds, not Python's stack.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -26,10 +32,24 @@ class Graph:
         return cls(tuple(nodes), tuple(Edge(a, b) for a, b in zip(nodes, nodes[1:], strict=False)))
 
     def successors(self, node: str) -> list[str]:
-        return [edge.target for edge in self.edges if edge.source == node]
+        return list(self._successors.get(node, ()))
 
     def predecessors(self, node: str) -> list[str]:
-        return [edge.source for edge in self.edges if edge.target == node]
+        return list(self._predecessors.get(node, ()))
+
+    @cached_property
+    def _successors(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for edge in self.edges:
+            found.setdefault(edge.source, []).append(edge.target)
+        return found
+
+    @cached_property
+    def _predecessors(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for edge in self.edges:
+            found.setdefault(edge.target, []).append(edge.source)
+        return found
 
     @property
     def entry_nodes(self) -> list[str]:
@@ -46,40 +66,48 @@ class Graph:
         if len(self.nodes) <= 1:
             return not self.edges
         order = self.topological_order()
+        edges = set(self.edges)
         return len(self.edges) == len(self.nodes) - 1 and all(
-            Edge(a, b) in self.edges for a, b in zip(order, order[1:], strict=False))
+            Edge(a, b) in edges for a, b in zip(order, order[1:], strict=False))
 
     def find_cycle(self) -> list[str] | None:
-        """A cycle as a list of nodes (first node repeated at the end), or None."""
-        state: dict[str, str] = {}
-        stack: list[str] = []
+        """A cycle as a list of nodes (first node repeated at the end), or None.
 
-        def visit(node: str) -> list[str] | None:
-            state[node] = "active"
-            stack.append(node)
-            for successor in self.successors(node):
-                if state.get(successor) == "active":
-                    return [*stack[stack.index(successor):], successor]
-                if successor not in state and (cycle := visit(successor)):
-                    return cycle
-            stack.pop()
-            state[node] = "done"
-            return None
-
-        for node in self.nodes:
-            if node not in state and (cycle := visit(node)):
-                return cycle
+        A depth-first search in spec order, with an explicit stack (a chain may be long).
+        """
+        active, done = 1, 2
+        state: dict[str, int] = {}
+        for root in self.nodes:
+            if root in state:
+                continue
+            state[root] = active
+            path = [root]
+            pending = [iter(self._successors.get(root, ()))]
+            while pending:
+                for successor in pending[-1]:
+                    if state.get(successor) == active:
+                        return [*path[path.index(successor):], successor]
+                    if successor not in state:
+                        state[successor] = active
+                        path.append(successor)
+                        pending.append(iter(self._successors.get(successor, ())))
+                        break
+                else:
+                    state[path.pop()] = done
+                    pending.pop()
         return None
 
     def topological_order(self) -> list[str]:
         """Nodes so that every edge points forward; ties keep spec order."""
-        remaining = {node: len(self.predecessors(node)) for node in self.nodes}
+        remaining = {node: len(self._predecessors.get(node, ())) for node in self.nodes}
         order: list[str] = []
-        ready = [node for node in self.nodes if remaining[node] == 0]
+        ready = deque(node for node in self.nodes if remaining[node] == 0)
         while ready:
-            node = ready.pop(0)
+            node = ready.popleft()
             order.append(node)
-            for successor in self.successors(node):
+            for successor in self._successors.get(node, ()):
+                if successor not in remaining:
+                    continue
                 remaining[successor] -= 1
                 if remaining[successor] == 0:
                     ready.append(successor)

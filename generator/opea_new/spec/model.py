@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from .. import catalog
 from .names import name_problem
+from .problems import SHOWN_CHARACTERS, shown
 
 ENDPOINT_PATTERN = re.compile(r"/[A-Za-z0-9._~/-]*")
 # A docker image reference: [registry[:port]/]path[:tag][@digest]
@@ -32,13 +33,13 @@ def _name(value: str) -> str:
 
 def _port(value: int) -> int:
     if not 1 <= value <= 65535:
-        raise ValueError(f"port {value} is out of range 1–65535")
+        raise ValueError(f"port {shown(value)} is out of range 1–65535")
     return value
 
 
 def _endpoint(value: str) -> str:
     if not ENDPOINT_PATTERN.fullmatch(value) or "//" in value or any(part in (".", "..") for part in value.split("/")):
-        raise ValueError(f"{value!r} is not an endpoint path: start with '/', use letters, digits and . _ ~ - /, "
+        raise ValueError(f"{shown(value)} is not an endpoint path: start with '/', use letters, digits and . _ ~ - /, "
                          "no '..' or '//'")
     return value
 
@@ -46,13 +47,14 @@ def _endpoint(value: str) -> str:
 def _type(value: str) -> str:
     info = catalog.find(value)
     if info is None:
-        raise ValueError(catalog.unknown_type_message(value))
+        raise ValueError(catalog.unknown_type_message(value) if len(value) <= SHOWN_CHARACTERS else
+                         f"unknown service type {shown(value)}; known types: {', '.join(catalog.names())}")
     return info.name
 
 
 def _image(value: str) -> str:
     if not IMAGE_PATTERN.fullmatch(value) or len(value) > 255:
-        raise ValueError(f"{value!r} is not a docker image reference such as opea/embedding:1.5")
+        raise ValueError(f"{shown(value)} is not a docker image reference such as opea/embedding:1.5")
     return value
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from .problems import shown
+
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]*")
 MAX_LENGTH = 63  # a DNS label
 RESERVED = frozenset({"megaservice"})  # the megaservice's own compose service
@@ -35,12 +37,12 @@ def name_problem(name: object, *, reserved: frozenset[str] = RESERVED) -> str | 
     if not isinstance(name, str) or not name:
         return "a name is required"
     if not NAME_PATTERN.fullmatch(name):
-        return (f"{name!r} is not a valid name: use lower-case letters, digits, '-' or '_', "
+        return (f"{shown(name)} is not a valid name: use lower-case letters, digits, '-' or '_', "
                 "starting with a letter")
     if name[-1] in "-_":
-        return f"{name!r} must not end with {name[-1]!r}"
+        return f"{shown(name)} must not end with {name[-1]!r}"
     if len(name) > MAX_LENGTH:
-        return f"{name!r} is longer than {MAX_LENGTH} characters"
+        return f"{shown(name)} is longer than {MAX_LENGTH} characters"
     if dns_name(name) in reserved:
-        return f"{name!r} is reserved (the megaservice's own service is called that)"
+        return f"{shown(name)} is reserved (the megaservice's own service is called that)"
     return None

@@ -5,6 +5,12 @@ checks here span fields: duplicate names (also after normalisation), ports in
 use twice, edges to unknown services, self-loops, duplicate edges, conditions,
 cycles and entry nodes. They read the raw data defensively so they still run
 when some fields have the wrong type — the user sees everything in one go.
+
+Before any of that, the data itself is checked against the bounds of load.py
+(depth, values, digits, services), whatever it came from (a file, prompts, code),
+and every string — keys included — must be writable as UTF-8: a lone surrogate
+such as "\\ud800" can be read from JSON but no file can hold it, so rendering
+would fail after validation said yes.
 """
 
 from __future__ import annotations
@@ -16,28 +22,92 @@ from pydantic import ValidationError
 
 from .. import conditions
 from .graph import Edge, Graph
-from .load import Document
+from .load import MAX_DEPTH, MAX_INT_DIGITS, MAX_NODES, MAX_PROBLEMS, MAX_SERVICES, Document
 from .model import PipelineSpec
-from .names import dns_name, python_name
-from .problems import Problem, SpecError, format_location
+from .names import dns_name, name_problem, python_name
+from .problems import Problem, SpecError, format_location, shown
 
 DEFAULT_MEGASERVICE_PORT = 8888
+_SUGGESTIONS = 50  # unknown names given a "did you mean" (difflib is slow; a hostile spec has thousands)
 
 
 def validate(document: Document) -> PipelineSpec:
     """The validated spec; raises SpecError with every problem found."""
-    problems: list[tuple[tuple, str]] = []
+    problems, fatal = _data_problems(document.data)
     spec = None
-    try:
-        spec = PipelineSpec.model_validate(document.data)
-    except ValidationError as error:
-        problems += [_from_pydantic(item, document.data) for item in error.errors()]
-    problems += _cross_field_problems(document.data)
+    if not fatal:  # past a bound, the data is not looked at any further
+        try:
+            spec = PipelineSpec.model_validate(document.data)
+        except ValidationError as error:
+            problems += [_from_pydantic(item, document.data) for item in error.errors()]
+        problems += _cross_field_problems(document.data)
     if problems:
-        found = [Problem(format_location(loc), message, document.line_of(loc))
-                 for loc, message in dict.fromkeys(problems)]
-        raise SpecError(sorted(found, key=lambda problem: problem.line or 0))
+        found = sorted((Problem(format_location(loc), message, document.line_of(loc))
+                        for loc, message in dict.fromkeys(problems)), key=lambda problem: problem.line or 0)
+        total = len(found)
+        if total > MAX_PROBLEMS:
+            more = total - MAX_PROBLEMS
+            found = [*found[:MAX_PROBLEMS], Problem("", f"… and {more:,} more problem{'s' if more != 1 else ''} "
+                                                        f"({total:,} in all; the first {MAX_PROBLEMS} are listed)")]
+        raise SpecError(found, total=total)
     return spec
+
+
+# ---------------------------------------------------------------- the data itself
+
+
+def _data_problems(data: Any) -> tuple[list[tuple[tuple, str]], bool]:
+    """Strings that cannot be written, numbers too long, and the bounds; (problems, whether a bound was crossed).
+
+    Iterative: the data may come from code or prompts, not only from a file read within bounds.
+    """
+    problems: list[tuple[tuple, str]] = []
+    on_path: set[int] = set()
+    count = 0
+    stack: list[tuple[Any, tuple, bool]] = [(data, (), False)]
+    while stack:
+        value, location, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(value))
+            continue
+        count += 1
+        if count > MAX_NODES:
+            return [(location, f"the spec has more than {MAX_NODES:,} values, the limit for a spec")], True
+        if len(location) >= MAX_DEPTH:
+            return [(location, f"nested more than {MAX_DEPTH} levels deep, the limit for a spec")], True
+        if isinstance(value, str):
+            if (problem := _unwritable(value)) is not None:
+                problems.append((location, problem))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if value.bit_length() > MAX_INT_DIGITS * 3.33:  # about MAX_INT_DIGITS decimal digits
+                problems.append((location, f"a whole number of more than {MAX_INT_DIGITS} digits; "
+                                           f"the limit for a spec is {MAX_INT_DIGITS}"))
+        elif isinstance(value, (dict, list)):
+            if id(value) in on_path:
+                return [(location, "the data contains itself (a recursive structure)")], True
+            on_path.add(id(value))
+            stack.append((value, location, True))
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if isinstance(key, str) and (problem := _unwritable(key)) is not None:
+                        problems.append(((*location, key), f"the key {problem}"))
+                    stack.append((item, (*location, key), False))
+            else:
+                stack.extend((item, (*location, index), False) for index, item in enumerate(value))
+    services = data.get("services") if isinstance(data, dict) else None
+    if isinstance(services, list) and len(services) > MAX_SERVICES:
+        return [(("services",), f"{len(services):,} services; the limit for a pipeline is {MAX_SERVICES:,}")], True
+    return problems, False
+
+
+def _unwritable(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        char = text[error.start]
+        return (f"contains {char!r} at position {error.start + 1}: a lone surrogate, which cannot be written as "
+                "UTF-8 (write the character itself, or both halves of its \\uXXXX\\uXXXX pair)")
+    return None
 
 
 # ---------------------------------------------------------------- pydantic errors
@@ -53,33 +123,54 @@ _FIELDS = {
 
 
 def _from_pydantic(item: dict[str, Any], data: Any) -> tuple[tuple, str]:
-    location = tuple(part for part in item["loc"] if not (isinstance(part, str) and "[" in part))
+    location = _data_location(item["loc"], data)
     kind, message = item["type"], item["msg"]
     value = item.get("input")
-    if kind == "extra_forbidden":
+    if kind == "extra_forbidden" and location:
         key = location[-1]
         allowed = _FIELDS.get(tuple(int if isinstance(p, int) else p for p in location[:-1]), ())
-        close = difflib.get_close_matches(str(key), list(allowed), n=1)
+        close = difflib.get_close_matches(str(key), list(allowed), n=1) if len(str(key)) <= 100 else []
         hint = f"; did you mean {close[0]!r}?" if close else (f"; allowed: {', '.join(sorted(allowed))}"
                                                                if allowed else "")
-        return location, f"unknown key {key!r}{hint}"
+        return location, f"unknown key {shown(key)}{hint}"
     if kind == "missing":
         return location, "is required"
     if kind == "value_error":
         return location, str(item["ctx"]["error"])
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return location, f"must be a whole number, not {value!r}"
+        return location, f"must be a whole number, not {shown(value)}"
     if kind == "string_type":
-        return location, f"must be a string, not {value!r}"
+        return location, f"must be a string, not {shown(value)}"
     if kind == "list_type":
         return location, f"must be a list, not {type(value).__name__}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return location, f"must be a mapping, not {value!r}"
+        return location, f"must be a mapping, not {shown(value)}"
     if kind == "literal_error":
-        return location, f"{value!r} is not one of {item['ctx']['expected']}"
+        return location, f"{shown(value)} is not one of {item['ctx']['expected']}"
     if kind == "too_short" and location == ("services",):
         return location, "at least one service is required"
     return location, message
+
+
+def _data_location(loc: tuple, data: Any) -> tuple:
+    """pydantic's location as a path into the data: the keys and indexes that are there, and a missing last field.
+
+    pydantic may add parts of its own (a validator's or a union member's tag such as
+    `function-after[...]`); those are dropped — but a key of the data is kept whatever it
+    contains, `[`, `]` and `.` included.
+    """
+    path: list[Any] = []
+    current = data
+    for position, part in enumerate(loc):
+        in_dict = isinstance(current, dict) and part in current
+        if in_dict or isinstance(current, list) and isinstance(part, int) and -len(current) <= part < len(current):
+            current = current[part]
+        elif isinstance(current, dict) and position == len(loc) - 1:
+            current = None  # a missing field, or a key pydantic names after converting it (None → 'None')
+        else:
+            continue  # pydantic's own tag, not a place in the data
+        path.append(part)
+    return tuple(path)
 
 
 # ---------------------------------------------------------------- cross-field checks
@@ -106,10 +197,10 @@ def _duplicate_names(named: dict[int, str]) -> list[tuple[tuple, str]]:
             if key in first_by_form:
                 other = first_by_form[key]
                 if form == "name":
-                    message = f"{name!r} is already the name of services[{other}]"
+                    message = f"{shown(name)} is already the name of services[{other}]"
                 else:
-                    message = (f"{name!r} collides with services[{other}] ({named[other]!r}): both are "
-                               f"{normalise(name)!r} as a {form}")
+                    message = (f"{shown(name)} collides with services[{other}] ({shown(named[other])}): both are "
+                               f"{shown(normalise(name))} as a {form}")
                 problems.append((("services", index, "name"), message))
                 break
             first_by_form[key] = index
@@ -143,12 +234,13 @@ def _flow_problems(flow: Any, known: set[str], order: list[str]) -> list[tuple[t
     problems: list[tuple[tuple, str]] = []
     edges: list[Edge] = []
     seen: dict[tuple[str, str], tuple] = {}
+    suggest = _Suggestions(known)
     for index, entry in enumerate(flow):
         if not isinstance(entry, dict) or not isinstance(entry.get("service"), str):
             continue
         source = entry["service"]
         if source not in known:
-            problems.append((("flow", index, "service"), _unknown(source, known)))
+            problems.append((("flow", index, "service"), _unknown(source, known, suggest)))
         targets = entry.get("next") if isinstance(entry.get("next"), list) else []
         for position, item in enumerate(targets):
             where = ("flow", index, "next", position)
@@ -157,10 +249,10 @@ def _flow_problems(flow: Any, known: set[str], order: list[str]) -> list[tuple[t
             if not isinstance(target, str):
                 continue
             if target not in known:
-                problems.append((where, _unknown(target, known)))
+                problems.append((where, _unknown(target, known, suggest)))
                 continue
             if target == source:
-                problems.append((where, f"{source!r} flows to itself (a self-loop)"))
+                problems.append((where, f"{shown(source)} flows to itself (a self-loop)"))
                 continue
             if isinstance(condition, str):
                 try:
@@ -168,26 +260,50 @@ def _flow_problems(flow: Any, known: set[str], order: list[str]) -> list[tuple[t
                 except conditions.condition_error() as error:
                     problems.append(((*where, "condition"), f"cannot parse the condition: {error}"))
                     continue
+                except (ValueError, RecursionError) as error:  # a parser bug must still be a located problem
+                    problems.append(((*where, "condition"), f"cannot parse the condition: {shown(str(error))}"))
+                    continue
             if (source, target) in seen:
-                problems.append((where, f"the edge {source} → {target} is already in "
+                problems.append((where, f"the edge {_plain(source)} → {_plain(target)} is already in "
                                         f"{format_location(seen[(source, target)])}"))
                 continue
             seen[(source, target)] = where
             if source in known:
                 edges.append(Edge(source, target, condition if isinstance(condition, str) else "success"))
     graph = Graph(tuple(order), tuple(edges))
-    cycle = graph.find_cycle()
+    cycle = [_plain(node) for node in graph.find_cycle() or []]
     if order and not graph.entry_nodes:
         problems.append((("flow",), "the flow has no entry node: every service has an upstream service "
-                                    f"(the flow has a cycle: {' → '.join(cycle or [])})"))
+                                    f"(the flow has a cycle: {' → '.join(cycle)})"))
     elif cycle:
         problems.append((("flow",), f"the flow has a cycle: {' → '.join(cycle)}"))
     return problems
 
 
-def _unknown(name: str, known: set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    return f"unknown service {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+class _Suggestions:
+    """"Did you mean" for unknown names: remembered, and only for the first few hundred (difflib is quadratic)."""
+
+    def __init__(self, known: set[str]):
+        self.known = sorted(known)
+        self.found: dict[str, str | None] = {}
+
+    def __call__(self, name: str) -> str | None:
+        if name not in self.found:
+            if len(self.found) >= _SUGGESTIONS or len(name) > 100:
+                return None
+            close = difflib.get_close_matches(name, self.known, n=1)
+            self.found[name] = close[0] if close else None
+        return self.found[name]
+
+
+def _unknown(name: str, known: set[str], suggest: _Suggestions) -> str:
+    close = suggest(name)
+    return f"unknown service {shown(name)}" + (f" (did you mean {close!r}?)" if close else "")
+
+
+def _plain(name: str) -> str:
+    """A service name as is when it is a valid one, else quoted and escaped (it is shown to a terminal)."""
+    return name if name_problem(name) is None else shown(name)
 
 
 def _is_port(value: Any) -> bool:
