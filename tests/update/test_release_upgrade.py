@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -68,6 +69,9 @@ FRAMEWORK_0_1_0 = ("megaservice/align.py", "megaservice/protocol.py", "megaservi
                    "megaservice/statistics.py", "megaservice/conditions.py", "megaservice/settings.py",
                    "megaservice/runtime.py")
 SERVICE_FRAMEWORK_0_1_0 = ("app/settings.py", "app/errors.py")
+# 0.1.0's Dockerfile in every folder, one stage each of the root Dockerfile since 0.2.0.
+DOCKERFILES_0_1_0 = ("megaservice/Dockerfile",)
+SERVICE_DOCKERFILES_0_1_0 = ("Dockerfile",)
 
 
 @pytest.fixture(scope="session")
@@ -136,8 +140,10 @@ def test_no_conflict_markers_anywhere(releases, project, method):
 @pytest.mark.parametrize(("project", "method"), UPDATES)
 def test_the_0_1_0_framework_files_are_gone(releases, project, method):
     updated, origin, fresh = releases.updated(project, method), releases.origin(project), releases.fresh(project)
-    named = list(FRAMEWORK_0_1_0) + [f"services/{service}/{path}" for service in services_of(updated)
-                                     for path in SERVICE_FRAMEWORK_0_1_0]
+    named = [*FRAMEWORK_0_1_0, *DOCKERFILES_0_1_0] + [
+        f"services/{service}/{path}" for service in services_of(updated)
+        for path in (*SERVICE_FRAMEWORK_0_1_0, *SERVICE_DOCKERFILES_0_1_0)]
+    assert set(named) <= tracked_files(origin, "generated"), "0.1.0 did not generate every file named here"
     dropped = sorted(tracked_files(origin, "generated") - tracked_files(fresh) - set(user_files(updated)))
     dropped = [path for path in dropped if not is_user_owned(path)]
     left = sorted({path for path in [*named, *dropped] if (updated / path).exists()})
@@ -145,6 +151,7 @@ def test_the_0_1_0_framework_files_are_gone(releases, project, method):
         left.append("megaservice/lite/")
     assert left == [], f"0.1.0 framework files still in the project after the update: {left}"
     assert dropped, "the installed release renders every 0.1.0 file: nothing moved into the runtime library?"
+    assert (updated / "Dockerfile").read_bytes() == (fresh / "Dockerfile").read_bytes()  # what replaced them
 
 
 @pytest.mark.parametrize(("project", "method"), UPDATES)
@@ -231,7 +238,8 @@ def test_the_updated_project_installs_passes_its_tests_and_answers_with_the_user
     for folder in (updated, updated / llm):  # the user's own tests ran and passed, at the root and in the service
         ours = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "tests/test_ours.py"], cwd=folder,
                               capture_output=True, text=True, timeout=300, env=clean_environment())
-        assert ours.returncode == 0 and " 1 passed" in ours.stdout, ours.stdout[-3000:] + ours.stderr[-2000:]
+        report = ours.stdout[-3000:] + ours.stderr[-2000:]
+        assert ours.returncode == 0 and re.search(r"(^|\s)1 passed", ours.stdout), report
 
     endpoint = answers["megaservice"]["endpoint"]
     with make_run(updated, venv) as (port, log):
