@@ -1,7 +1,11 @@
 """The megaservice: the pipeline's HTTP API, a plain FastAPI app served by uvicorn.
 
     POST <endpoint>            the pipeline (protocol chat or raw, see protocol.py)
-    GET  /v1/health_check      liveness (also /v1/health and /health)
+    GET  /v1/health_check      liveness (also /v1/health and /health): 200 once the process serves
+    GET  /v1/health/ready      readiness: 200 {"ready": true, "not_ready": []} when every node answers its
+                               /v1/health_check with 200, else 503 {"ready": false, "not_ready": [{"node",
+                               "address", "detail"}]}; nodes are probed in parallel (READINESS_TIMEOUT
+                               seconds each), the answer is kept READINESS_CACHE seconds
     GET  /v1/statistics        request counts and latencies of the megaservice and of every node
     GET  /metrics              the same, in Prometheus' text format
 
@@ -9,11 +13,18 @@ A project's pipeline module declares `MEGASERVICE = Megaservice(...)` and
 `build_orchestrator()`; `create_app(MEGASERVICE, build_orchestrator)` is its app,
 and `serve(MEGASERVICE, build_orchestrator)` what `python -m megaservice` runs.
 The orchestrator is built at startup, so it reads the environment of that moment.
+
+The request body is strict JSON (opea_new_runtime.jsonbody: no NaN or Infinity, no lone
+surrogates, at most 64 levels deep, integers of at most 100 digits, at most 16 MiB): a
+bad body is a 400 (413 when too large) `{"error": {"node": null, "status", "detail"}}`,
+a body that is JSON but not a request of the protocol a 422. The OpenAPI document
+declares the protocol's request body and every answer: 200 (JSON, or an SSE stream
+`text/event-stream`), 400, 413, 422, 502, 504; /metrics is `text/plain`.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import signal
 import sys
@@ -25,12 +36,13 @@ from types import FrameType
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from . import settings
+from . import jsonbody, settings
 from .protocol import (
     DONE,
     ChatAnswer,
+    ChatRequest,
     NodeError,
     RequestError,
     StreamDecoder,
@@ -45,6 +57,9 @@ from .protocol import (
 logger = logging.getLogger("megaservice")
 
 CHAT_ANSWER_TYPES = ("llm", "lvm")
+READY_ROUTE = "/v1/health/ready"
+READINESS_TIMEOUT = 2.0  # seconds a node's /v1/health_check may take
+READINESS_CACHE = 1.0  # seconds an answer of /v1/health/ready is kept
 
 
 @dataclass(frozen=True)
@@ -71,8 +86,10 @@ def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) 
 
     app = FastAPI(title=megaservice.name, description=megaservice.description, lifespan=lifespan)
     handle = chat if megaservice.protocol == "chat" else raw
+    readiness = Readiness()
 
-    @app.post(megaservice.endpoint)
+    @app.post(megaservice.endpoint, response_class=Response, openapi_extra=openapi_of(megaservice.protocol),
+              responses=pipeline_responses(megaservice.protocol))
     async def pipeline_endpoint(request: Request) -> Response:
         orchestrator = request.app.state.orchestrator
         counter = orchestrator.statistics.megaservice
@@ -106,11 +123,22 @@ def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) 
             "protocol": megaservice.protocol,
         }
 
+    @app.get(READY_ROUTE, responses={
+        200: {"description": "Every node answers its /v1/health_check", "content": {"application/json": {
+            "schema": READY_SCHEMA}}},
+        503: {"description": "Some node does not answer yet (or any more)", "content": {"application/json": {
+            "schema": READY_SCHEMA}}},
+    })
+    async def ready(request: Request) -> JSONResponse:
+        answer = await readiness.check(request.app.state.orchestrator)
+        return JSONResponse(answer, status_code=200 if answer["ready"] else 503)
+
     @app.get("/v1/statistics")
     async def statistics(request: Request) -> dict[str, Any]:
         return request.app.state.orchestrator.statistics.snapshot()
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"description": "Prometheus' text format", "content": {"text/plain": {}}}})
     async def metrics(request: Request) -> Response:
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -146,11 +174,110 @@ def _stopped(signum: int, frame: FrameType | None) -> None:
 
 
 async def read_json(request: Request) -> Any:
+    """The body, parsed strictly (opea_new_runtime.jsonbody); RequestError 400 (413) if it is not JSON we take."""
     body = await request.body()
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RequestError(f"the request body is not JSON: {error}", status=400) from None
+        return jsonbody.loads(body)
+    except jsonbody.BodyError as error:
+        raise RequestError(error.detail, status=error.status) from None
+
+
+# ---------------------------------------------------------------- readiness
+
+
+class Readiness:
+    """GET /v1/health/ready: probes every node's /v1/health_check, in parallel; keeps its answer a moment."""
+
+    def __init__(self, timeout: float = READINESS_TIMEOUT, cache: float = READINESS_CACHE) -> None:
+        self.timeout = timeout
+        self.cache = cache
+        self._answer: dict[str, Any] | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def check(self, orchestrator: Any) -> dict[str, Any]:
+        async with self._lock:  # one probe at a time, however many ask
+            if self._answer is None or time.monotonic() - self._at > self.cache:
+                self._answer = await self._probe(orchestrator)
+                self._at = time.monotonic()
+            return self._answer
+
+    async def _probe(self, orchestrator: Any) -> dict[str, Any]:
+        import httpx
+
+        nodes = [(spec_name(name), service.host, int(service.port)) for name, service in orchestrator.services.items()]
+        async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
+            problems = await asyncio.gather(*(self._node(client, host, port) for _, host, port in nodes))
+        not_ready = [{"node": node, "address": f"{host}:{port}", "detail": problem}
+                     for (node, host, port), problem in zip(nodes, problems, strict=True) if problem]
+        return {"ready": not not_ready, "not_ready": not_ready}
+
+    async def _node(self, client: Any, host: str, port: int) -> str | None:
+        """None when the node is ready, else what is wrong."""
+        import httpx
+
+        try:
+            answer = await client.get(f"http://{host}:{port}/v1/health_check")
+        except httpx.TimeoutException:
+            return f"no answer from /v1/health_check in {self.timeout:g} s"
+        except httpx.HTTPError as error:
+            return f"/v1/health_check failed: {type(error).__name__}: {error}"
+        if answer.status_code != 200:
+            return f"/v1/health_check answered {answer.status_code}"
+        return None
+
+
+READY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "ready": {"type": "boolean"},
+        "not_ready": {"type": "array", "items": {"type": "object", "properties": {
+            "node": {"type": "string"}, "address": {"type": "string"}, "detail": {"type": "string"}},
+            "required": ["node", "address", "detail"]}},
+    },
+    "required": ["ready", "not_ready"],
+}
+
+# ---------------------------------------------------------------- the OpenAPI document
+
+SSE_EVENT = {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"]}  # one event
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "object", "properties": {
+        "node": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "status": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        "detail": {"type": "string"}}, "required": ["node", "status", "detail"]}},
+    "required": ["error"],
+}
+
+
+def openapi_of(protocol: str) -> dict[str, Any]:
+    """The request body the endpoint reads itself (strictly, see read_json), declared for clients and fuzzers."""
+    schema = ChatRequest.openapi_schema() if protocol == "chat" else {"type": "object"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def pipeline_responses(protocol: str) -> dict[int | str, dict[str, Any]]:
+    error = {"application/json": {"schema": ERROR_SCHEMA}}
+    if protocol == "chat":
+        answer = {"application/json": {"schema": {"type": "object", "properties": {
+                      "object": {"const": "chat.completion"}, "choices": {"type": "array"}},
+                      "required": ["object", "choices"]}},
+                  "text/event-stream": {"schema": SSE_EVENT}}
+        described = "A ChatCompletion, or (stream: true) an SSE stream of chat.completion.chunk ending data: [DONE]"
+    else:
+        answer = {"application/json": {}, "text/event-stream": {"schema": SSE_EVENT},
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+        described = "The output of the terminal node that ran, or {node: output} when several ran"
+    return {
+        200: {"description": described, "content": answer},
+        400: {"description": "The body is not JSON (or not standard JSON: NaN, lone surrogates, too deep, ...)",
+              "content": error},
+        413: {"description": f"The body is larger than {jsonbody.MAX_BODY_BYTES} bytes", "content": error},
+        422: {"description": f"The body is JSON but not a {protocol} request", "content": error},
+        502: {"description": "A node failed (error.node names it)", "content": error},
+        504: {"description": "A node did not answer in time (error.node names it)", "content": error},
+    }
 
 
 # ---------------------------------------------------------------- chat
@@ -263,9 +390,17 @@ def event_stream(events: AsyncIterator[str]) -> StreamingResponse:
 
 async def raw(orchestrator: Any, megaservice: Megaservice, body: Any) -> Response:
     inputs = parse_raw_request(body)
-    result_dict, runtime_graph = await orchestrator.schedule(
-        initial_inputs=inputs, llm_parameters=orchestrator.LLMParams(stream=False)
-    )
+    try:
+        result_dict, runtime_graph = await orchestrator.schedule(
+            initial_inputs=inputs, llm_parameters=orchestrator.LLMParams(stream=False)
+        )
+    except NodeError as error:
+        # An entry node gets the request as it came: its refusal (400/413/422) is the client's error, a 422
+        # naming the node, not a 502.
+        entries = {node.name for node in orchestrator.nodes} - {target for _, target, _ in orchestrator.edges}
+        if error.status in (400, 413, 422) and error.node in entries:
+            raise RequestError(f"{error.node} refused the request: {error.detail}", node=error.node) from None
+        raise
     terminals = orchestrator.terminal_nodes(result_dict, runtime_graph)
     if not terminals:
         raise NodeError(None, None, "no node of the flow ran")

@@ -28,7 +28,9 @@ import uuid
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError, model_validator
+
+from .jsonbody import PositiveInteger as PositiveInt
 
 MAX_DETAIL = 2000
 DONE = "data: [DONE]\n\n"
@@ -92,13 +94,14 @@ class ServiceError(Exception):
 class RequestError(Exception):
     """The client's request is not valid (answered 4xx)."""
 
-    def __init__(self, detail: str, status: int = 422) -> None:
+    def __init__(self, detail: str, status: int = 422, node: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail[:MAX_DETAIL]
         self.status = status
+        self.node = node  # raw protocol: the entry node that refused the request as it came
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"node": None, "status": self.status, "detail": self.detail}}
+        return {"error": {"node": self.node, "status": self.status, "detail": self.detail}}
 
 
 async def raise_for_status(response: Any) -> None:
@@ -143,22 +146,30 @@ LLM_PARAMETERS = (
 )
 
 
+NONBLANK = r"\S"  # text with something in it (Python's \s; the OpenAPI pattern is checked with Python's re too)
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: str = "user"
     content: str | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):  # OpenAI content parts: [{"type": "text", "text": ...}]
-            return " ".join(str(part.get("text", "")) for part in self.content if part.get("type", "text") == "text")
+            return " ".join(part["text"] for part in self.content
+                            if part.get("type", "text") == "text" and isinstance(part.get("text"), str))
         return self.content or ""
 
 
 class ChatRequest(BaseModel):
-    """An OpenAI-style chat request; unknown OpenAI fields (n, user, ...) are accepted and ignored."""
+    """An OpenAI-style chat request; unknown OpenAI fields (n, user, ...) are accepted and ignored.
 
-    model_config = ConfigDict(extra="allow")
+    Strict (no "1" for a number, no 0 for a boolean): what its OpenAPI schema says is what it takes,
+    the rule below included (`openapi_schema`).
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
     messages: str | list[ChatMessage] = Field(min_length=1)
     stream: bool = False
@@ -177,16 +188,16 @@ class ChatRequest(BaseModel):
 
     @model_validator(mode="after")
     def _has_a_prompt(self) -> ChatRequest:
-        if not self.prompt().strip():
+        if not re.search(NONBLANK, self.prompt()):
             raise ValueError("messages: the request has no user message with text")
         return self
 
     def prompt(self) -> str:
-        """The text the flow starts from: the last user message (or the whole string)."""
+        """The text the flow starts from: the last user message with text (or the whole string)."""
         if isinstance(self.messages, str):
             return self.messages
         for message in reversed(self.messages):
-            if message.role == "user":
+            if message.role == "user" and re.search(NONBLANK, message.text()):
                 return message.text()
         return ""
 
@@ -195,6 +206,36 @@ class ChatRequest(BaseModel):
         values = {key: getattr(self, key) for key in LLM_PARAMETERS if getattr(self, key) is not None}
         values["stream"] = self.stream
         return values
+
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        """The request's JSON schema, self-contained, with the rule `_has_a_prompt` checks written out."""
+        schema = _inline(cls.model_json_schema())
+        part = {"type": "object", "properties": {"type": {"const": "text"}, "text": {"type": "string",
+                "pattern": NONBLANK}}, "required": ["text"]}
+        prompt = {"type": "object", "properties": {"role": {"const": "user"}, "content": {"anyOf": [
+            {"type": "string", "pattern": NONBLANK}, {"type": "array", "contains": part}]}}, "required": ["content"]}
+        schema["properties"]["messages"] = {"anyOf": [
+            {"type": "string", "pattern": NONBLANK},
+            {"type": "array", "items": _inline(ChatMessage.model_json_schema()), "contains": prompt},
+        ]}
+        return schema
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema without $defs: each reference replaced by what it names (no cycles here)."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "$ref" in value:
+                return resolve(definitions[value["$ref"].rsplit("/", 1)[-1]])
+            return {key: resolve(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [resolve(item) for item in value]
+        return value
+
+    return resolve(schema)
 
 
 def parse_chat_request(body: Any) -> ChatRequest:

@@ -13,7 +13,8 @@ where the flow is written once. Ports are the spec's, unless <NODE>_SERVICE_PORT
 MEGA_SERVICE_PORT are set. A node that runs a published image (`image:` in the
 spec) cannot run here: start it yourself (e.g. `docker compose up -d <name>`);
 the megaservice expects it at <NODE>_SERVICE_HOST_IP:<NODE>_SERVICE_PORT,
-printed at start. The project's pipeline tests start the same processes through
+printed at start; with such nodes the runner waits on the megaservice's liveness only
+and names the nodes that are not ready yet. The project's pipeline tests start the same processes through
 `Stack` (opea_new_runtime.testing), on free ports.
 """
 
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .megaservice import Megaservice
+from .megaservice import READY_ROUTE, Megaservice
 from .nodes import Node
 
 LOCALHOST = "127.0.0.1"
@@ -82,10 +83,16 @@ class Process:
     env: dict[str, str]
     popen: subprocess.Popen | None = None
     log: IO[bytes] | None = None
+    ready_path: str = "/v1/health_check"  # the megaservice's: its readiness
 
     @property
     def health_url(self) -> str:
         return f"http://{LOCALHOST}:{self.port}/v1/health_check"
+
+    @property
+    def ready_url(self) -> str:
+        """The megaservice's readiness (every node answers); for a service, its health check."""
+        return f"http://{LOCALHOST}:{self.port}{self.ready_path}"
 
 
 class Stack:
@@ -95,7 +102,8 @@ class Stack:
     megaservice's; by default the spec's (or those set in the environment).
     With `log_dir`, each process writes to <log_dir>/<name>.log instead of this
     terminal. With `start_services=False` only the megaservice is started (the
-    services are expected at `ports`).
+    services are expected at `ports`). `wait_ready`: whether `start` also waits until the
+    megaservice is ready (every node answers it); by default when every node is started here.
     """
 
     def __init__(
@@ -108,6 +116,7 @@ class Stack:
         log_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
         start_services: bool = True,
+        wait_ready: bool | None = None,
     ) -> None:
         self.environ = dict(os.environ if environ is None else environ)
         self.project = project or Project.load()
@@ -117,6 +126,7 @@ class Stack:
         self.ports.update(ports or {})
         self.mega_port = mega_port or int(self.environ.get("MEGA_SERVICE_PORT") or self.project.megaservice.port)
         self.start_services = start_services
+        self.wait_ready = (start_services and not self.remote_services) if wait_ready is None else wait_ready
         self.processes: list[Process] = []
 
     # ------------------------------------------------------------ what runs where
@@ -159,7 +169,7 @@ class Stack:
     # ------------------------------------------------------------ starting and stopping
 
     def start(self) -> None:
-        """Start everything and wait until every process answers its health check."""
+        """Start everything; wait until every process answers its health check (and the megaservice is ready)."""
         for service in self.local_services if self.start_services else ():
             env = self.base_environment()
             env["HOST"] = LOCALHOST
@@ -167,10 +177,25 @@ class Stack:
             self._spawn(Process(service.name, self.ports[service.name], [self.python, "-m", "app"],
                                 self.project.root / service.folder, env))
         self._spawn(Process("megaservice", self.mega_port, [self.python, "-m", "megaservice"], self.project.root,
-                            self.megaservice_environment()))
+                            self.megaservice_environment(), ready_path=READY_ROUTE))
         deadline = time.monotonic() + STARTUP_TIMEOUT
         for process in self.processes:
             self._wait_healthy(process, deadline)
+        if self.wait_ready:
+            self._wait_healthy(self.processes[-1], deadline, ready=True)
+
+    def readiness(self) -> dict[str, Any]:
+        """The megaservice's answer to /v1/health/ready (`{"ready", "not_ready"}`), or why there is none."""
+        try:
+            with _DIRECT.open(self.processes[-1].ready_url, timeout=5) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            try:
+                return json.loads(error.read())
+            except ValueError:
+                return {"ready": False, "not_ready": [], "detail": f"HTTP {error.code}"}
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            return {"ready": False, "not_ready": [], "detail": str(error)}
 
     def _spawn(self, process: Process) -> None:
         if not process.cwd.is_dir():
@@ -186,20 +211,26 @@ class Stack:
                                          preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         self.processes.append(process)
 
-    def _wait_healthy(self, process: Process, deadline: float) -> None:
+    def _wait_healthy(self, process: Process, deadline: float, *, ready: bool = False) -> None:
+        url = process.ready_url if ready else process.health_url
         while True:
             if process.popen.poll() is not None:
                 raise StackError(f"{process.name} exited with status {process.popen.returncode} while starting"
                                  + self._log_hint(process))
             try:
-                with _DIRECT.open(process.health_url, timeout=2) as answer:
+                with _DIRECT.open(url, timeout=3) as answer:
                     if answer.status == 200:
                         return
             except (urllib.error.URLError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise StackError(f"{process.name} did not answer {process.health_url} within "
-                                 f"{STARTUP_TIMEOUT:.0f}s" + self._log_hint(process))
+                waiting = ""
+                if ready:
+                    names = [f"{node.get('node')} at {node.get('address')}: {node.get('detail')}"
+                             for node in self.readiness().get("not_ready", [])]
+                    waiting = f" (not ready: {'; '.join(names)})" if names else ""
+                raise StackError(f"{process.name} did not answer {url} with 200 within "
+                                 f"{STARTUP_TIMEOUT:.0f}s{waiting}" + self._log_hint(process))
             time.sleep(0.1)
 
     def _log_hint(self, process: Process) -> str:
@@ -285,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"starting {len(stack.local_services)} service(s) and the megaservice ...", flush=True)
         stack.start()
+        if not stack.wait_ready:
+            for node in stack.readiness().get("not_ready", []):
+                print(f"not ready yet: {node.get('node')} at {node.get('address')} ({node.get('detail')})",
+                      flush=True)
         print(f"\n{megaservice.name} is running: {stack.url} ({megaservice.protocol} protocol)\n")
         body = example_request(megaservice.protocol)
         print(f"  curl -s {stack.url} -H 'Content-Type: application/json' -d '{body}'\n")

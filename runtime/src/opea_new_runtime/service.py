@@ -9,6 +9,14 @@ schemas, stub and backend) and gets the rest from here, the same in every servic
                                                 and latency per route); BackendError → 502, or 504
     serve(app)                                  `python -m app`: uvicorn until Ctrl-C or SIGTERM, gracefully
 
+Request bodies are strict JSON (opea_new_runtime.jsonbody, the middleware `StrictJSONBodies`
+in front of every route): NaN, Infinity, numbers out of float range, lone surrogates,
+nesting deeper than 64 levels and integers of more than 100 digits are a 422 in FastAPI's
+validation-error shape ({"detail": [{"type": "json_invalid", "loc", "msg", "ctx": {"error"}}]}),
+bodies over 16 MiB a 413, before any route runs. Every route of the service's router
+declares in its OpenAPI what it may answer besides its own result: 413, 422 (FastAPI's),
+and 502/504 `{"detail", "backend_status"}` (BackendError).
+
 Environment (read by `load_settings`, checked before the server starts):
 
     HOST / PORT          where it listens (default 127.0.0.1 / the service's port; images set HOST=0.0.0.0)
@@ -35,6 +43,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .jsonbody import MAX_BODY_BYTES, StrictJSONBodies
 
 __all__ = ["BackendError", "Service", "Settings", "SettingsError", "create_app", "load_settings", "serve"]
 
@@ -152,9 +162,27 @@ def create_app(service: Service, router: APIRouter, create_model: Callable[[], A
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(router)
-    app.add_middleware(Metrics, registry=registry)
+    app.include_router(router, responses=ERROR_RESPONSES)
+    app.add_middleware(StrictJSONBodies)
+    app.add_middleware(Metrics, registry=registry)  # the outermost: refused bodies are counted too
     return app
+
+
+_BACKEND_FAILURE = {"application/json": {"schema": {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}, "backend_status": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
+    "required": ["detail", "backend_status"],
+}}}
+_BODY_REFUSED = {"application/json": {"schema": {
+    "type": "object", "properties": {"detail": {"type": "array", "items": {"type": "object"}}}, "required": ["detail"],
+}}}
+# What every route of a service's router may answer besides its own result (FastAPI adds its 422 itself).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": f"The request body is larger than {MAX_BODY_BYTES} bytes", "content": _BODY_REFUSED},
+    502: {"description": "The model behind the service failed (BackendError)", "content": _BACKEND_FAILURE},
+    504: {"description": "The model behind the service did not answer in time (BackendError)",
+          "content": _BACKEND_FAILURE},
+}
 
 
 class Metrics:

@@ -7,7 +7,7 @@ of 127.0.0.1, never the spec's (so the tests do not collide with a running
 printed when a start fails).
 
     project      the Project (its megaservice, nodes and edges, read from megaservice/pipeline.py)
-    stack        every generated service and the megaservice, running
+    stack        every generated service and the megaservice, running and ready (/v1/health/ready)
     client       an httpx.Client on the megaservice
     unreachable  nodes that run a published image and do not answer where the megaservice looks
     whole_flow   skips a test that needs every node when one is unreachable (says which)
@@ -104,7 +104,7 @@ def dead_node(project, stack, tmp_path_factory):
     ports[victim] = dead_port
     log_dir = tmp_path_factory.mktemp("dead-node-logs")
     megaservice = start(Stack(ports, mega_port, project=project, log_dir=log_dir, environ=stack.environ,
-                              start_services=False), log_dir)
+                              start_services=False, wait_ready=False), log_dir)  # never ready: a node is down
     with httpx.Client(base_url=f"http://127.0.0.1:{mega_port}", timeout=60, trust_env=False) as session:
         yield victim, session
     megaservice.stop()
