@@ -3,9 +3,9 @@
 The classes of issue 9 (NaN / Infinity / 1e999, lone surrogates, deep nesting, huge integers, broken
 JSON, wrong types), as a hand-made table sent to the six families' apps (families.py, TestClient) and
 to a megaservice of each protocol (its nodes: the aiohttp server of test_flow.py), each followed by a
-good request that must still succeed. Where hypothesis is installed (the repository's hostile-request
-test installs it), generated bodies of the same classes too (bounded: HYPOTHESIS_EXAMPLES per target);
-the library suite's venvs have no hypothesis and collect the table only. Readiness of the megaservice
+good request that must still succeed. Where hypothesis is installed (the repository's runtime tier
+installs it for this suite), generated bodies of the same classes too (bounded: HYPOTHESIS_EXAMPLES per
+target); without it, the table only. Readiness of the megaservice
 (/v1/health/ready) is here as well.
 """
 
@@ -31,7 +31,7 @@ try:
     import hypothesis
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
-except ImportError:  # the library suite's venvs: the table only
+except ImportError:  # a venv without hypothesis: the table only
     hypothesis = None
 
 DEEP = jsonbody.MAX_DEPTH + 1

@@ -1,7 +1,8 @@
 """The runtime library's own tests (runtime/tests), run on each runtime in the venv a generated project installs.
 
 The venvs are the runtime tier's: `make install` of a generated project (the runtime's wheel from vendor/,
-opea-comps 1.5 for comps), plus pytest from its requirements-dev.txt — the library is tested as projects get it.
+opea-comps 1.5 for comps), plus pytest from its requirements-dev.txt and hypothesis — the library is tested
+as projects get it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def test_the_library_suite_passes_on(runtime, runtime_venvs, tmp_path):
     installed = subprocess.run([str(python), "-c", "import opea_new_runtime; print(opea_new_runtime.__file__)"],
                                capture_output=True, text=True, check=True).stdout
     assert "site-packages" in installed  # the wheel, not a checkout
+    # The suite's property tests need hypothesis, which projects themselves do not install.
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "hypothesis"],
+                   capture_output=True, check=True, timeout=300)
     result = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(LIBRARY_TESTS),
          "-c", "/dev/null", str(LIBRARY_TESTS)],
