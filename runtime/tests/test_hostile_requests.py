@@ -21,7 +21,7 @@ import uvicorn
 from families import FAMILIES, Family, create_app
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from test_flow import Services, build
+from test_flow import Services, answering, build
 
 from opea_new_runtime import jsonbody
 from opea_new_runtime.megaservice import READY_ROUTE, Megaservice
@@ -184,6 +184,17 @@ def test_the_chat_megaservice_refuses_wrong_types(nodes):
     mega = Megaservice(name="hostile", port=8888, endpoint="/v1/hostile", protocol="chat")
     with TestClient(megaservice_app(mega, lambda: build(nodes.port, [("a", "b")]))) as client:
         check_wrong_types(client, mega.endpoint)
+
+
+@pytest.mark.parametrize(("refusing", "status"), [("a", 422), ("b", 502)])
+def test_a_refusal_is_the_clients_422_only_from_an_entry_node(refusing, status):
+    """The entry node gets the request as it came, so its 422 is the client's; a later node's is the pipeline's 502."""
+    mega = Megaservice(name="refusals", port=8888, endpoint="/v1/refusals", protocol="raw")
+    with Services(**{refusing: answering(422, '{"detail": "not for me"}')}).in_thread() as services, \
+            TestClient(megaservice_app(mega, lambda: build(services.port, [("a", "b")]))) as client:
+        answer = client.post(mega.endpoint, json={"text": "hi"})
+    assert answer.status_code == status, answer.text[:300]
+    assert answer.json()["error"]["node"] == refusing and answer.json()["error"]["status"] == 422
 
 
 def check_wrong_types(client: TestClient, endpoint: str) -> None:

@@ -68,7 +68,8 @@ FAN = {
              {"service": "processor", "next": ["merge", "side"]},
              {"service": "validator", "next": ["merge"]}],
 }
-# A raw pipeline whose typed node is sent what it cannot take: the service's 422 is a 502 naming it.
+# A raw pipeline whose entry node is sent what it cannot take: the client's request was wrong, so the
+# service's 422 is the megaservice's 422, naming the node (a node further down refusing would be a 502).
 STRICT = {"name": "strict", "megaservice": {"protocol": "raw"}, "services": services(("retriever", "retriever"))}
 
 QUESTION = "What is OPEA?"
@@ -176,7 +177,7 @@ def expectations(case: str, answers: list[tuple[int, Any]]) -> None:
         assert answer["side"]["trace"] == ["client", "collector", "processor", "side"]
     elif case == "strict":
         (status, answer), (bad_status, _) = answers
-        assert status == 502 and answer["error"]["node"] == "retriever" and answer["error"]["status"] == 422
+        assert status == 422 and answer["error"]["node"] == "retriever" and answer["error"]["status"] == 422
         assert "embedding" in answer["error"]["detail"]
         assert bad_status == 422
 
