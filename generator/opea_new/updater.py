@@ -25,7 +25,7 @@ instead of three times and gives an exact per-file report for `--dry-run`.
 
 from __future__ import annotations
 
-import subprocess
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING, Any
 from packaging.version import InvalidVersion, Version
 
 from . import gitutil, render
-from .project import Part, Project
-from .template_store import TemplateSource, ensure_templates, template_version, version_tag
+from .errors import UsageError, WorkError, log
+from .project import Part, Project, check_parts
+from .project import recorded_pipeline as _recorded_pipeline
+from .template_store import TemplateSource, template_version, version_tag
 from .workspace import FileChange, Workspace
 
 if TYPE_CHECKING:
@@ -45,11 +47,11 @@ if TYPE_CHECKING:
 MARKER_LABELS = ("before updating", "last update", "after updating")  # copier's inline conflict labels
 
 
-class UpdateRefused(Exception):
-    """The project is not in a state that can be changed; nothing was touched."""
+class UpdateRefused(UsageError):
+    """The project is not in a state that can be changed (exit 2); nothing was touched."""
 
 
-class UpdateFailed(RuntimeError):
+class UpdateFailed(WorkError):
     """The change could not be made (in the scratch clone); the project was not touched."""
 
 
@@ -108,6 +110,7 @@ def check_project(root: Path) -> Project:
     if dirty:
         shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
         raise UpdateRefused(f"{project.root} has uncommitted changes: {shown}; commit or stash them first")
+    check_parts(project, recorded_pipeline(project))
     return project
 
 
@@ -119,13 +122,8 @@ def require_current(project: Project) -> None:
 
 
 def recorded_pipeline(project: Project) -> Pipeline:
-    from .spec import Pipeline, SpecError
-
-    try:
-        return Pipeline.from_answers(project.root_part.answers)
-    except SpecError as error:
-        details = "; ".join(map(str, error.problems))
-        raise UpdateRefused(f"{_where(project.root_part)} does not hold a valid pipeline: {details}") from None
+    """The pipeline recorded in the root answers file; ProjectError (exit 2) locating every problem."""
+    return _recorded_pipeline(project)
 
 
 # ---------------------------------------------------------------- operations
@@ -134,7 +132,7 @@ def recorded_pipeline(project: Project) -> Pipeline:
 def update(root: Path, *, dry_run: bool = False) -> ChangeReport:
     """Bring every part older than the installed templates to them: root, compose, then each service."""
     project = check_project(root)
-    sources = ensure_templates()  # also when up to date: plain `copier update` needs the bundles
+    sources = render.templates()  # also when up to date: plain `copier update` needs the bundles
     stale = [part for part in project.parts if part.version != template_version()]
     if not stale:
         return ChangeReport()
@@ -152,7 +150,7 @@ def change_pipeline(root: Path, new: Pipeline, *, dry_run: bool = False, force: 
     """Rewire a project for a new pipeline: added services rendered, removed ones deleted."""
     project = check_project(root)
     require_current(project)
-    sources = ensure_templates()
+    sources = render.templates()
     ref = version_tag(template_version())
     changes = [_part_change(project.root_part, ref, render.root_answers(new),
                              "rewired the megaservice, its tests and the README")]
@@ -222,8 +220,10 @@ def _run(project: Project, sources: dict[str, TemplateSource], changes: list[Par
                 if rendering:
                     jobs.append(render.RenderJob(change.template, rendering.ref, Path(scratch, str(index), side),
                                                  rendering.answers, change.answers_file))
+        log.info("rendering %d template versions for %d parts", len(jobs), len(changes))
         owned = iter(render.render_all(trees, jobs))
         for index, change in enumerate(changes):
+            log.info("merging into the scratch clone: %s", change.step)
             user_owned = [next(owned) for rendering in (change.old, change.new) if rendering][-1]
             report.kept += _merge_part(work, change, Path(scratch, str(index)), user_owned, force=force)
             report.steps.append(change.step)
@@ -231,6 +231,7 @@ def _run(project: Project, sources: dict[str, TemplateSource], changes: list[Par
         report.changes = work.changes()
         report.unchanged = work.unchanged_files(report.changes)
         if not dry_run and report.changes:
+            log.info("applying %d changed files to %s", len(report.changes), project.root)
             work.apply()
             report.applied = True
     if report.applied:
@@ -252,9 +253,12 @@ def _merge_part(work: Workspace, change: PartChange, rendered: Path, user_owned:
         return _remove_part(work, change, base, user_owned, force=force)
     for relative in sorted(_files(base) | _files(theirs)):
         where = (PurePosixPath(change.path) / relative).as_posix()
+        owned = user_owned(relative)
+        if not (owned and _lexists(folder / relative)):  # a user-owned file that is there is not even read
+            _refuse_links(work.root, where)
         try:
             outcome = _merge_file(folder / relative, base / relative, theirs / relative,
-                                  answers=relative == change.answers_file, user_owned=user_owned(relative))
+                                  answers=relative == change.answers_file, user_owned=owned)
         except OSError as error:  # e.g. the user made a folder where the template writes a file
             raise UpdateFailed(f"{where}: {error.strerror or error}") from error
         if outcome == "conflict":
@@ -299,11 +303,32 @@ def _merge_text(ours: bytes, base: bytes, theirs: bytes) -> tuple[bytes | None, 
             path = Path(scratch, name)
             path.write_bytes(content)
             paths.append(str(path))
-        labels = [argument for label in MARKER_LABELS for argument in ("-L", label)]
-        result = subprocess.run(["git", "merge-file", "-p", *labels, *paths], capture_output=True)
-    if result.returncode < 0 or result.returncode > 127 or b"binary" in result.stderr.lower():
-        return None, True
-    return result.stdout, result.returncode > 0
+        return gitutil.merge_file(*paths, labels=MARKER_LABELS)
+
+
+def _lexists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _refuse_links(root: Path, relative: str) -> None:
+    """UpdateRefused when writing `relative` under `root` would go through a symbolic link (or leave `root`).
+
+    The scratch clone holds the project's committed links too: following one would write outside the
+    project — also on --dry-run — so any link on the way is refused, whatever it points to.
+    """
+    current = root
+    for part in PurePosixPath(relative).parts:
+        current = current / part
+        if current.is_symlink():
+            shown = current.relative_to(root).as_posix()
+            raise UpdateRefused(
+                f"{shown} is a symbolic link (to {os.readlink(current)}) where opea-new writes {relative}; it "
+                "never writes through links (it could write outside the project)",
+                hint=f"replace {shown} with a plain file or folder and commit, then run again")
+        if not current.exists():
+            return
+    if not os.path.realpath(current).startswith(os.path.realpath(root) + os.sep):
+        raise UpdateRefused(f"{relative} resolves outside the project; nothing was changed")
 
 
 def _remove_part(work: Workspace, change: PartChange, base: Path, user_owned: Callable[[str], bool], *,
@@ -311,10 +336,12 @@ def _remove_part(work: Workspace, change: PartChange, base: Path, user_owned: Ca
     """Delete a removed service's files: the template's unless the user edited them; the user's only if forced."""
     kept = []
     folder = PurePosixPath(change.path)
+    _refuse_links(work.root, change.path)
     for tracked in work.tracked_files(change.path):
         relative = PurePosixPath(tracked).relative_to(folder).as_posix()
         path, rendered = work.root / tracked, base / relative
-        untouched = rendered.is_file() and path.read_bytes() == rendered.read_bytes()
+        # A link is the user's (never read through); deleting it removes the link, not what it points to.
+        untouched = not path.is_symlink() and rendered.is_file() and path.read_bytes() == rendered.read_bytes()
         if force or relative == change.answers_file or (untouched and not user_owned(relative)):
             path.unlink()
         else:

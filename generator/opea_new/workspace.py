@@ -8,12 +8,12 @@ without that last step, so its plan is exactly what the real run would do.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import gitutil
+from .errors import discard_scratch, log, set_outcome
 from .gitutil import git
 
 CONFLICT_MARKERS = (b"<<<<<<< before updating", b">>>>>>> after updating")
@@ -32,19 +32,27 @@ class Workspace:
         self.project = project
         self._tmp = Path(tempfile.mkdtemp(prefix="opea-new-work-"))
         self.root = self._tmp / project.name
-        # --shared: borrow the project's objects instead of copying them (the clone lives for one command)
-        git(self._tmp, "clone", "--quiet", "--shared", str(project), str(self.root))
-        self.base = git(self.root, "rev-parse", "HEAD").strip()
+        self.failed = False
+        log.info("cloning %s into the scratch clone %s", project, self.root)
+        try:
+            # --shared: borrow the project's objects instead of copying them (the clone lives for one command)
+            git(self._tmp, "clone", "--quiet", "--shared", str(project), str(self.root))
+            self.base = git(self.root, "rev-parse", "HEAD").strip()
+        except BaseException:
+            self.failed = True
+            self.close()
+            raise
         self.conflicts: set[str] = set()
         self.merged: set[str] = set()
 
     def close(self) -> None:
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        discard_scratch(self._tmp, failed=self.failed)
 
     def __enter__(self) -> Workspace:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self.failed = self.failed or kind is not None
         self.close()
 
     def tracked_files(self, folder: str = ".") -> list[str]:
@@ -71,17 +79,18 @@ class Workspace:
 
     def apply(self) -> None:
         """Apply everything done here to the real project, as uncommitted changes."""
-        patch = subprocess.run(["git", "diff", "--binary", "--no-renames", self.base, "HEAD"], cwd=self.root,
-                               check=True, capture_output=True).stdout
+        patch = gitutil.run(self.root, "diff", "--binary", "--no-renames", self.base, "HEAD", text=False).stdout
         if not patch.strip():
             return
         from .render import signals_deferred
 
-        # git apply checks the whole patch before writing; Ctrl-C waits until it is done (git runs in its
-        # own session so the terminal's SIGINT does not reach it half-way).
+        # git apply checks the whole patch before writing (and refuses to write beyond a symbolic link);
+        # Ctrl-C waits until it is done (git runs in its own session so the terminal's SIGINT does not
+        # reach it half-way).
         with signals_deferred():
-            subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=self.project, input=patch,
-                           check=True, capture_output=True, start_new_session=True)
+            gitutil.run(self.project, "apply", "--whitespace=nowarn", "-", input=patch, text=False,
+                        new_session=True)
+            set_outcome(f"the changes were applied to {self.project} (uncommitted: review with `git diff`)")
 
 
 def has_conflict_markers(path: Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -103,3 +104,94 @@ def test_ctrl_c_at_a_prompt_writes_nothing(tmp_path):
 
     assert child.exitstatus == 130
     assert not (tmp_path / "abandoned").exists()
+
+
+def _services(child: pexpect.spawn, endpoint_of_llm: str = "") -> None:
+    answer(child, "Pipeline name", "asked")
+    answer(child, "Description", "")
+    answer(child, "Runtime", "lite")
+    answer(child, "Service 1 name", "embedding")
+    answer(child, "Type of embedding", "")
+    answer(child, "Port of embedding", "")
+    answer(child, "Endpoint of embedding", "")
+    answer(child, "Service 2 name", "llm")
+    answer(child, "Type of llm", "")
+    answer(child, "Port of llm", "")
+    answer(child, "Endpoint of llm", endpoint_of_llm)
+
+
+def test_each_answer_is_checked_where_it_is_asked(tmp_path):
+    """An endpoint without its '/' and a flow target that does not exist are re-asked at their own prompt,
+    with the spec layer's message and its "did you mean"."""
+    child = spawn(["megaservice", "--output", str(tmp_path / "asked")], tmp_path)
+    _services(child, endpoint_of_llm="v1/chat")
+    child.expect("is not an endpoint path: start with '/'")
+    answer(child, "Endpoint of llm", "/v1/chat/completions")
+    answer(child, r"Service 3 name \(empty finishes\)", "")
+    answer(child, "a chain in the order above", "n")
+    answer(child, "after embedding", "lm")
+    child.expect(r"did you mean 'llm'\?")
+    answer(child, "after embedding", "embedding")
+    child.expect("flows to itself")
+    answer(child, "after embedding", "llm")
+    answer(child, "after llm", "")
+    answer(child, "Port", "")
+    answer(child, "Endpoint", "no-slash")
+    child.expect("is not an endpoint path")
+    answer(child, "Endpoint", "")
+    answer(child, "Protocol", "")
+    answer(child, "Generate", "y")
+    child.expect("Generated")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 0
+    answers = yaml.safe_load((tmp_path / "asked" / ".copier-answers.yml").read_text())
+    assert answers["services"][1]["endpoint"] == "/v1/chat/completions"
+    assert answers["flow"] == [{"service": "embedding", "next": [{"service": "llm", "condition": "success"}]}]
+
+
+def _saved_spec(text: str) -> str:
+    import re
+
+    found = re.search(r"Your answers are saved in (\S+?\.yaml)", " ".join(text.split()))
+    assert found, text
+    return found.group(1)
+
+
+@pytest.mark.parametrize("end", ["declined", "ctrl-c", "output-refused"])
+def test_the_answers_are_never_lost(tmp_path, end):
+    from tests.conftest import run_cli
+
+    output = tmp_path / "asked"
+    if end == "output-refused":
+        output.mkdir()
+        (output / "mine.txt").write_text("mine\n")
+    child = spawn(["megaservice", "--output", str(output)], tmp_path)
+    _services(child)
+    if end == "ctrl-c":
+        child.expect(r"Service 3 name")
+        child.sendintr()
+    else:
+        answer(child, r"Service 3 name \(empty finishes\)", "")
+        answer(child, "a chain in the order above", "")
+        answer(child, "Port", "")
+        answer(child, "Endpoint", "")
+        answer(child, "Protocol", "")
+        answer(child, "Generate", "n" if end == "declined" else "y")
+    child.expect(pexpect.EOF)
+    transcript = child.before
+    child.close()
+
+    assert child.exitstatus == (130 if end == "ctrl-c" else 2), transcript
+    assert "Traceback" not in transcript
+    saved = _saved_spec(transcript)
+    spec = yaml.safe_load(Path(saved).read_text())
+    assert [service["name"] for service in spec["services"]] == ["embedding", "llm"]
+    if end != "ctrl-c":
+        assert run_cli("validate", "--spec", saved, timeout=60).returncode == 0
+    if end == "output-refused":
+        assert sorted(path.name for path in output.iterdir()) == ["mine.txt"]
+    else:
+        assert not output.exists()
+    os.unlink(saved)

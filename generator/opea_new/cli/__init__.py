@@ -35,8 +35,14 @@ def _print_version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Log each step to stderr; when something fails, keep the scratch clone or "
+                                 "staging folder and print where it is."),
 ) -> None:
     """Scaffold OPEA GenAI pipelines: one spec in, a complete, tested, updatable repository out."""
+    from ..errors import set_verbose
+
+    set_verbose(verbose)
 
 
 app.command("megaservice")(megaservice.command)

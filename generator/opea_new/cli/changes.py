@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import EXIT_FAILURE, fail, fail_usage
+from .errors import EXIT_FAILURE, to_user_error
 
 if TYPE_CHECKING:
     from ..updater import ChangeReport
@@ -18,36 +19,32 @@ def run_change(change: Callable[[], ChangeReport], *, project: Path, dry_run: bo
                summary: list[str] | None = None) -> None:
     """Run `change`, print every file it touches (all files on --dry-run), exit 1 on conflicts.
 
-    Refusals (not a project, dirty tree, newer templates…) exit 2; a failure while
-    working exits 1. Either way the project itself was not touched: the work happens
-    in a scratch clone and reaches the project in one `git apply` at the very end.
+    Refusals (not a project, dirty tree, damaged answers, newer templates…) exit 2; a failure while
+    working exits 1 (cli/errors.py maps them). Either way the project itself was not touched: the work
+    happens in a scratch clone and reaches the project in one `git apply` at the very end.
     """
-    import subprocess
-
     import typer
-    from copier.errors import CopierError
-    from plumbum import ProcessExecutionError
 
-    from ..gitutil import GitError
-    from ..project import ProjectError
-    from ..render import RenderError
-    from ..template_store import TemplateStoreError
-    from ..updater import UpdateFailed, UpdateRefused
-
-    try:
+    with nothing_changed():
         report = change()
-    except ProjectError as error:
-        fail_usage(f"{error}; nothing was changed", hint="run this inside a generated project, or pass --project DIR")
-    except UpdateRefused as error:
-        fail_usage(f"{error}; nothing was changed")
-    except (UpdateFailed, TemplateStoreError, RenderError, CopierError, GitError, ProcessExecutionError,
-            subprocess.CalledProcessError) as error:
-        detail = getattr(error, "stderr", None)
-        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else detail
-        fail(f"{error}; nothing was changed", details=[line for line in (detail or "").splitlines() if line][:10])
     _print_report(report, project, dry_run, nothing, summary or [])
     if report.conflicts:
         raise typer.Exit(EXIT_FAILURE)
+
+
+@contextmanager
+def nothing_changed() -> Iterator[None]:
+    """Errors of a project change say that the project was not changed (it was not: the work is in a scratch clone)."""
+    try:
+        yield
+    except Exception as error:
+        user_error = to_user_error(error)
+        if user_error is None:
+            raise
+        message = str(user_error)
+        if "nothing was changed" not in message and "nothing was written" not in message:
+            message += "; nothing was changed"
+        raise type(user_error)(message, details=user_error.details, hint=user_error.hint) from error
 
 
 def _print_report(report: ChangeReport, project: Path, dry_run: bool, nothing: str, summary: list[str]) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from .changes import run_change
+from .changes import nothing_changed, run_change
 from .errors import fail_usage
 from .specs import problem_lines
 
@@ -97,17 +97,12 @@ def remove_service(
 
 def _changeable_pipeline(project: Path) -> Pipeline:
     """The project's pipeline, after every check that refuses to change it (exit 2, nothing written)."""
-    from ..project import ProjectError
-    from ..updater import UpdateRefused, check_project, recorded_pipeline, require_current
+    from ..updater import check_project, recorded_pipeline, require_current
 
-    try:
+    with nothing_changed():
         opened = check_project(project)
         require_current(opened)
         return recorded_pipeline(opened)
-    except ProjectError as error:
-        fail_usage(f"{error}; nothing was changed", hint="run this inside a generated project, or pass --project DIR")
-    except UpdateRefused as error:
-        fail_usage(f"{error}; nothing was changed")
 
 
 def _added_summary(pipeline: Pipeline, name: str) -> list[str]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from .errors import fail, fail_usage
+from .errors import fail_usage
 from .specs import load_spec_or_fail
 
 if TYPE_CHECKING:
@@ -28,33 +28,43 @@ def command(
     defaults: bool = typer.Option(False, "--defaults", help="Take the default ChatQnA-shaped pipeline without asking."),
     runtime: Runtime = typer.Option(None, "--runtime", help="Megaservice runtime: comps (opea-comps 1.5) or lite.",
                                     case_sensitive=False),
-    force: bool = typer.Option(False, "--force", help="Write into a non-empty output directory (never deletes files)."),
+    force: bool = typer.Option(False, "--force", help="Add the generated files to a non-empty output directory. "
+                               "It only adds: if any generated file would change an existing file (or replace a "
+                               "folder, or go through a symbolic link) it lists them and writes nothing."),
 ) -> None:
     """Generate a megaservice project: microservices, megaservice, compose, tests, CI and docs."""
     if spec and defaults:
         fail_usage("--spec and --defaults are alternatives; pass one of them")
-    pipeline = _pipeline_from(spec, defaults)
-    if runtime:
-        pipeline = pipeline.with_runtime(runtime.value)
-    if not spec and not defaults:
+    asking = not spec and not defaults
+    if not asking:
+        pipeline = _pipeline_from(spec, defaults)
+        if runtime:
+            pipeline = pipeline.with_runtime(runtime.value)
+        _generate(pipeline, output, force)
+        return
+    from .prompts import Interview
+
+    interview = Interview()
+    with interview.kept_on_failure():
+        pipeline = _pipeline_from(None, False, interview)
+        if runtime:
+            pipeline = pipeline.with_runtime(runtime.value)
         from .prompts import confirm_pipeline
 
         if not confirm_pipeline(pipeline):
             fail_usage("Cancelled; nothing was written.")
-    destination = output or Path.cwd() / pipeline.name
-    _check_destination(destination, force)
+        _generate(pipeline, output, force)
 
-    from ..render import RenderError, render_project
-    from ..template_store import TemplateStoreError
 
-    try:
-        result = render_project(pipeline, destination, force=force)
-    except (RenderError, TemplateStoreError) as error:
-        fail(str(error))
+def _generate(pipeline: Pipeline, output: Path | None, force: bool) -> None:
+    from ..render import check_output, render_project
+
+    destination = check_output(output if output is not None else Path(pipeline.name), force=force)
+    result = render_project(pipeline, destination, force=force)
     _print_next_steps(pipeline, result.path, result.files, result.committed)
 
 
-def _pipeline_from(spec: Path | None, defaults: bool) -> Pipeline:
+def _pipeline_from(spec: Path | None, defaults: bool, interview=None) -> Pipeline:
     if spec:
         return load_spec_or_fail(spec)
     if defaults:
@@ -66,20 +76,7 @@ def _pipeline_from(spec: Path | None, defaults: bool) -> Pipeline:
             "no terminal to ask the pipeline questions on",
             hint="pass --spec FILE to read a pipeline spec, or --defaults for the default ChatQnA-shaped pipeline",
         )
-    from .prompts import ask_pipeline
-
-    return ask_pipeline()
-
-
-def _check_destination(destination: Path, force: bool) -> None:
-    if destination.exists() and not destination.is_dir():
-        fail_usage(f"{destination} exists and is not a directory")
-    if destination.is_dir() and any(destination.iterdir()) and not force:
-        fail_usage(
-            f"{destination} is not empty; nothing was written",
-            hint="choose another --output, or pass --force to write generated files into it "
-            "(files opea-new does not generate are left alone)",
-        )
+    return interview.ask_pipeline()
 
 
 def _print_next_steps(pipeline: Pipeline, path: Path, files: int, committed: bool) -> None:

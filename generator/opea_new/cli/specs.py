@@ -24,18 +24,9 @@ def load_spec_or_fail(path: Path, *, writing: bool = True) -> Pipeline:
 
 def load_project_or_fail(project: Path) -> Pipeline:
     """The pipeline recorded in a generated project's root answers file (found from a subfolder too, like git)."""
-    from ..project import Project, ProjectError
-    from ..render import ROOT_ANSWERS
-    from ..spec import SpecError, load_answers
+    from ..project import Project, recorded_pipeline
 
-    try:
-        answers = Project.open(project).root / ROOT_ANSWERS
-    except ProjectError as error:
-        fail_usage(str(error), hint="run this inside a generated project, or pass --project DIR")
-    try:
-        return load_answers(answers)
-    except SpecError as error:
-        _fail_with_problems(str(answers), error)
+    return recorded_pipeline(Project.open(project))
 
 
 def problem_lines(error, where: str | None = None) -> list[str]:
