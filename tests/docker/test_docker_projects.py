@@ -32,6 +32,7 @@ import pytest
 import yaml
 from engine import BASE_IMAGE, ComposeProject, Engine
 
+import opea_new
 from tests.conftest import free_ports, run_cli
 
 pytestmark = pytest.mark.docker
@@ -130,13 +131,16 @@ class Generated:
 @pytest.fixture(scope="module")
 def published_image(docker_engine: Engine, tmp_path_factory) -> str:
     """An image already in the engine, standing in for a published OPEA one (no registry here):
-    the echo service of another generated project, built on its own."""
+    the echo service of another generated project, built on its own by hand as its Dockerfile says (the
+    `service` stage, from the project root)."""
     port = free_ports(1)[0]
     spec = {"name": "publisher", "megaservice": {"protocol": "raw"},
             "services": [{"name": "echo", "type": "undefined", "port": port, "endpoint": "/v1/echo"}]}
     project = generate(spec, tmp_path_factory.mktemp("published"), "lite")
-    docker_engine.docker("build", "--quiet", "--tag", PUBLISHED_IMAGE, str(project / "services" / "echo"),
-                         timeout=900)
+    assert (f"docker build --target service --build-arg SERVICE=echo --build-arg PORT={port} -t opea/publisher-echo ."
+            in (project / "Dockerfile").read_text())
+    docker_engine.docker("build", "--quiet", "--tag", PUBLISHED_IMAGE, "--target", "service", "--build-arg",
+                         "SERVICE=echo", "--build-arg", f"PORT={port}", str(project), timeout=900)
     return PUBLISHED_IMAGE
 
 
@@ -184,14 +188,23 @@ def test_generated_containers_run_as_a_non_root_user(generated: Generated):
 
 
 def test_images_hold_only_the_code_and_no_pip_cache(generated: Generated):
-    listing = "import os; print(' '.join(sorted(os.listdir('.'))))"
+    """Each image is its stage of the root Dockerfile: its own folder (minus tests, by .dockerignore) and the
+    runtime library's wheel in vendor/, laid out as in the project, and nothing else."""
+    def listing(path: str = ".") -> str:
+        return f"import os; print(' '.join(sorted(os.listdir({path!r}))))"
+
     caches = "import os; print([p for p in ('/root/.cache/pip', '/home/user/.cache/pip') if os.path.exists(p)])"
+    wheel = f"opea_new_runtime-{opea_new.__version__}-py3-none-any.whl"
     for service in generated.generated_services():
         name = service["name"].replace("_", "-")
-        assert generated.exec(name, "python", "-c", listing) == "app requirements.txt", name  # .dockerignore
+        assert generated.exec(name, "python", "-c", listing()) == "app requirements.txt", name  # .dockerignore
+        assert generated.exec(name, "python", "-c", listing("..")) == name, name  # no other service's folder
+        assert generated.exec(name, "python", "-c", listing("../..")) == "services vendor", name
+        assert generated.exec(name, "python", "-c", listing("../../vendor")) == wheel, name
         assert generated.compose.compose("exec", "-T", "-u", "0", name, "python", "-c", caches,
                                          timeout=60).stdout.strip() == "[]", name
-    assert generated.exec("megaservice", "python", "-c", listing) == "megaservice"
+    assert generated.exec("megaservice", "python", "-c", listing()) == "megaservice vendor"
+    assert generated.exec("megaservice", "python", "-c", listing("vendor")) == wheel
     assert generated.compose.compose("exec", "-T", "-u", "0", "megaservice", "python", "-c", caches,
                                      timeout=60).stdout.strip() == "[]"
 

@@ -30,6 +30,7 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "compose"
 OWNED_FILES = {".copier-answers.compose.yml", "compose.yaml", ".env.example", "tests/test_compose.sh"}
 PUBLISH = "${PUBLISH_ADDRESS:-127.0.0.1}"
 INTERPOLATED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+PROXY_ARGS = {"http_proxy": "${http_proxy:-}", "https_proxy": "${https_proxy:-}", "no_proxy": "${no_proxy:-}"}
 
 
 # ---------------------------------------------------------------- answer sets
@@ -221,14 +222,19 @@ def test_images_and_builds(rendered):
             image = f"{dns(data['name'])}-{dns(spec['name'])}"
             assert definition["image"] == f"${{REGISTRY:-opea}}/{image}:${{TAG:-latest}}"
             # From the project root, like the megaservice: the image needs vendor/ (the runtime's wheel) too.
+            # The stage `service` of the root Dockerfile, told which folder it is and its port.
             assert definition["build"]["context"] == "."
-            assert definition["build"]["dockerfile"] == f"services/{dns(spec['name'])}/Dockerfile"
-            assert definition["build"]["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-python:3.11-slim}"
+            assert "dockerfile" not in definition["build"]  # ./Dockerfile
+            assert definition["build"]["target"] == "service"
+            assert definition["build"]["args"] == {"BASE_IMAGE": "${BASE_IMAGE:-python:3.11-slim}",
+                                                   "SERVICE": dns(spec["name"]), "PORT": str(spec["port"]),
+                                                   **PROXY_ARGS}
     mega = services["megaservice"]
     assert mega["image"] == f"${{REGISTRY:-opea}}/{dns(data['name'])}:${{TAG:-latest}}"
     assert mega["build"]["context"] == "."
-    assert mega["build"]["dockerfile"] == "megaservice/Dockerfile"
-    assert mega["build"]["args"]["BASE_IMAGE"] == "${MEGASERVICE_BASE_IMAGE:-python:3.11-slim}"
+    assert "dockerfile" not in mega["build"]
+    assert mega["build"]["target"] == "megaservice"
+    assert mega["build"]["args"] == {"BASE_IMAGE": "${MEGASERVICE_BASE_IMAGE:-python:3.11-slim}", **PROXY_ARGS}
 
 
 def test_env_example_offers_opea_comps_base_for_the_comps_megaservice(rendered):
@@ -492,9 +498,9 @@ def test_compose_script_refuses_a_compose_that_hides_failures(tmp_path):
 # ---------------------------------------------------------------- whole projects, as `opea-new` renders them
 #
 # The checks a reviewer runs on a generated project before any engine: hadolint on
-# every Dockerfile, `compose config`, the compose-spec schema, a healthcheck on every
+# the one Dockerfile, `compose config`, the compose-spec schema, a healthcheck on every
 # service, ports on 127.0.0.1 unless PUBLISH_ADDRESS says otherwise, build contexts
-# that hold what their Dockerfile copies. tests/docker then builds and runs them. The
+# that hold what each image's stage copies. tests/docker then builds and runs them. The
 # two that run the project's own pytest need its venv (the runtime library): slow.
 
 WHOLE_SPEC = {
@@ -526,12 +532,11 @@ def whole_project(request, tmp_path_factory) -> tuple[dict[str, Any], Path]:
     return yaml.safe_load((output / ".copier-answers.yml").read_text()), output
 
 
-def test_whole_project_dockerfiles_pass_hadolint(whole_project):
-    data, project = whole_project
-    dockerfiles = sorted(project.rglob("Dockerfile"))
-    generated = [s for s in data["services"] if not s["image"]]
-    assert len(dockerfiles) == len(generated) + 1  # one per generated microservice, one for the megaservice
-    result = run([tool("hadolint"), "--failure-threshold", "warning", *map(str, dockerfiles)], project)
+def test_whole_project_dockerfile_passes_hadolint(whole_project):
+    _, project = whole_project
+    dockerfiles = sorted(path.relative_to(project).as_posix() for path in project.rglob("Dockerfile"))
+    assert dockerfiles == ["Dockerfile"]  # one at the root, a stage per image
+    result = run([tool("hadolint"), "--failure-threshold", "warning", "Dockerfile"], project)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -556,9 +561,46 @@ def test_whole_project_every_service_has_a_healthcheck_and_publishes_on_localhos
     assert {d["condition"] for d in services["megaservice"]["depends_on"].values()} == {"service_healthy"}
 
 
+def stage_copies(dockerfile: str, target: str, build_args: dict[str, str]) -> list[str]:
+    """The COPY sources an image built with `--target target` and these build args copies: its stage's and
+    those of the stages it is FROM, in order, with each stage's ARGs expanded as docker expands them."""
+    stages: dict[str, tuple[str | None, list[str]]] = {}
+    current = None
+    for line in dockerfile.splitlines():
+        found = re.fullmatch(r"FROM (\S+) AS (\S+)", line.strip())
+        if found:
+            current = found[2]
+            stages[current] = (found[1] if found[1] in stages else None, [])
+        elif current is not None:
+            stages[current][1].append(line)
+    assert target in stages, f"no stage {target!r} in the Dockerfile"
+    chain = [target]
+    while stages[chain[0]][0]:
+        chain.insert(0, stages[chain[0]][0])
+    copied = []
+    for stage in chain:
+        values: dict[str, str] = {}
+        for line in stages[stage][1]:
+            declared = re.fullmatch(r"ARG (\w+)(?:=(\S*))?", line.strip())
+            if declared:
+                values[declared[1]] = build_args.get(declared[1], declared[2] or "")
+            elif line.startswith("COPY "):
+                source = line.split()[1]
+                copied.append(re.sub(r"\$\{(\w+)\}", lambda match, known=values: known[match[1]], source))
+    return copied
+
+
+def test_stage_copies_follows_stages_and_expands_args():
+    dockerfile = ("ARG B=x\nFROM ${B} AS base\nCOPY vendor/ vendor/\nFROM base AS one\nCOPY one/ one/\n"
+                  "FROM base AS two\nARG SERVICE\nCOPY services/${SERVICE}/app/ app/\n")
+    assert stage_copies(dockerfile, "two", {"SERVICE": "s"}) == ["vendor/", "services/s/app/"]
+    assert stage_copies(dockerfile, "one", {}) == ["vendor/", "one/"]
+
+
 def test_whole_project_build_contexts_hold_what_dockerfiles_copy(whole_project):
-    """Every image builds from the project root under its one .dockerignore: what a Dockerfile copies is in the
-    context (the runtime's wheel in vendor/ included), and no venv, tests or answers file goes with it."""
+    """Every image builds from the project root under its one .dockerignore, as a stage of the root Dockerfile:
+    what its stage copies is in the context (the runtime's wheel in vendor/ included), and no venv, tests or
+    answers file goes with it."""
     data, project = whole_project
     services = compose_file(project)["services"]
     (project / ".venv" / "bin").mkdir(parents=True)  # what `make install` leaves in the tree
@@ -576,11 +618,12 @@ def test_whole_project_build_contexts_hold_what_dockerfiles_copy(whole_project):
             continue
         assert definition["build"]["context"] == ".", name
         context = project / definition["build"]["context"]
-        dockerfile = definition["build"]["dockerfile"]
-        assert (context / dockerfile).is_file() and dockerfile in context_files, name
+        dockerfile = definition["build"].get("dockerfile", "Dockerfile")
+        assert dockerfile == "Dockerfile" and (context / dockerfile).is_file(), name  # docker reads it as it is
         assert (context / ".dockerignore").is_file(), name
-        copied = [line.split()[1] for line in (context / dockerfile).read_text().splitlines()
-                  if line.startswith("COPY ")]
+        assert definition["build"]["target"] == ("megaservice" if name == "megaservice" else "service"), name
+        copied = stage_copies((context / dockerfile).read_text(), definition["build"]["target"],
+                              definition["build"]["args"])
         assert "vendor/" in copied, name
         for source in copied:
             assert (context / source).exists(), (name, source)
@@ -590,9 +633,9 @@ def test_whole_project_build_contexts_hold_what_dockerfiles_copy(whole_project):
             if (context / source).is_file():
                 assert sent == [inside], (name, source)
         if name != "megaservice":  # a service's image holds its own folder, no other service's
-            own = f"services/{name}/"
-            assert [source for source in copied if source.startswith("services/")] and all(
-                source.startswith(own) for source in copied if source.startswith("services/")), (name, copied)
+            assert copied == ["vendor/", f"services/{name}/requirements.txt", f"services/{name}/app/"], name
+        else:  # the megaservice's, its own folder and no service
+            assert copied == ["vendor/", "megaservice/requirements.txt", "megaservice/"], name
 
 
 def test_whole_project_keeps_secrets_out_of_git(whole_project):

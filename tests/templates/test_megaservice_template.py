@@ -5,9 +5,10 @@ the opea-new-runtime library, whose wheel is in vendor/), that answers stay data
 (a hostile description), that the two runtimes differ only in pipeline.py's
 import line (and requirements, README), that pipeline.py declares every node and
 edge (it is executed against a recording stand-in of the runtime), the Mermaid
-include, ruff and hadolint. Slow tests render whole projects (this template,
-compose, and a service folder per generated service) and run their `make install
-test` and `python -m opea_new_runtime.run` (`make run`) for real.
+include, ruff, and the project's one Dockerfile (hadolint, a stage per image).
+Slow tests render whole projects (this template, compose, and a service folder
+per generated service) and run their `make install test` and
+`python -m opea_new_runtime.run` (`make run`) for real.
 """
 
 from __future__ import annotations
@@ -46,11 +47,10 @@ MICROSERVICE_TEMPLATE = REPO / "templates" / "microservice"
 TYPED_STUBS = ("embedding", "retriever", "rerank", "llm", "guardrail")
 WHEEL = f"vendor/opea_new_runtime-{__version__}-py3-none-any.whl"
 COMMON_FILES = {
-    ".copier-answers.yml", ".dockerignore", ".gitignore", ".github/workflows/ci.yml", "Makefile", "README.md",
-    "pyproject.toml", "requirements-dev.txt", WHEEL,
+    ".copier-answers.yml", ".dockerignore", ".gitignore", ".github/workflows/ci.yml", "Dockerfile", "Makefile",
+    "README.md", "pyproject.toml", "requirements-dev.txt", WHEEL,
     "tests/conftest.py", "tests/test_docker.py", "tests/test_pipeline.py", "tests/test_wiring.py",
-    *(f"megaservice/{name}" for name in (
-        "__init__.py", "__main__.py", "hooks.py", "pipeline.py", "Dockerfile", "requirements.txt")),
+    *(f"megaservice/{name}" for name in ("__init__.py", "__main__.py", "hooks.py", "pipeline.py", "requirements.txt")),
 }
 RUNTIME_NAMES = ("Megaservice", "ServiceOrchestrator", "ServiceType", "remote_service")
 # Every name pipeline.py defines or imports at module level, and the local one of build_orchestrator().
@@ -288,25 +288,103 @@ def test_ruff_passes(rendered):
 def test_hadolint_passes(rendered):
     _, project = rendered
     hadolint = tool("hadolint")
-    result = subprocess.run([hadolint, "--failure-threshold", "warning", "megaservice/Dockerfile"],
+    result = subprocess.run([hadolint, "--failure-threshold", "warning", "Dockerfile"],
                             cwd=project, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dockerfile_contract(rendered):
+def dockerfile_stages(text: str) -> dict[str, str]:
+    """The instructions of each stage of a Dockerfile, by stage name (comments and blank lines dropped); what
+    comes before the first FROM under ""."""
+    stages, name = {"": []}, ""
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        found = re.fullmatch(r"FROM (\S+) AS (\S+)", line)
+        if found:
+            name = found[2]
+            stages[name] = [line]
+        else:
+            stages[name].append(line)
+    return {stage: "\n".join(lines) + "\n" for stage, lines in stages.items()}
+
+
+def in_order(text: str, steps: list[str]) -> None:
+    positions = [text.index(step) for step in steps]
+    assert positions == sorted(positions), steps
+
+
+def test_dockerfile_has_a_stage_per_image_on_one_base(rendered):
+    """One Dockerfile at the root for every image: `base` (what they share), `megaservice`, `service`."""
+    _, project = rendered
+    text = (project / "Dockerfile").read_text()
+    stages = dockerfile_stages(text)
+    assert list(stages) == ["", "base", "megaservice", "service"]
+    assert stages[""] == "ARG BASE_IMAGE=python:3.11-slim\n"
+    assert stages["base"].startswith("FROM ${BASE_IMAGE} AS base\n")
+    assert stages["megaservice"].startswith("FROM base AS megaservice\n")
+    assert stages["service"].startswith("FROM base AS service\n")
+    base = stages["base"]
+    for variable in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "PIP_NO_CACHE_DIR=1"):
+        assert variable in base, variable
+    in_order(base, ["USER root\n", "useradd --create-home --uid 1000", "WORKDIR /home/user/app\n",
+                    "COPY vendor/ vendor/\n", "USER user\n"])
+    assert base.count("COPY ") == 1  # the runtime's wheel only: each image's stage copies its own folder
+    # Every image stage ends as the non-root user, with a healthcheck that needs no curl.
+    for stage in ("megaservice", "service"):
+        assert re.findall(r"^USER (\S+)$", stages[stage], re.MULTILINE)[-1] == "user", stage
+        assert re.search(r'^HEALTHCHECK .*\n\s+CMD \["python", "-c", .*/v1/health_check', stages[stage],
+                         re.MULTILINE), stage
+    # How to build each by hand, and which base images work.
+    project_dns = read_pipeline(project).megaservice["name"].replace("_", "-")
+    assert f"#   docker build --target megaservice -t opea/{project_dns} ." in text
+    assert re.search(rf"^#   docker build --target service --build-arg SERVICE=\S+ --build-arg PORT=\S+ "
+                     rf"-t opea/{project_dns}-\S+ \.$", text, re.MULTILINE)
+    assert "Python 3.11-3.13" in text and "opea/comps-base:1.5" in text
+
+
+def test_dockerfile_megaservice_stage(rendered):
     data, project = rendered
-    text = (project / "megaservice" / "Dockerfile").read_text()
-    assert "ARG BASE_IMAGE=python:3.11-slim" in text and "FROM ${BASE_IMAGE}" in text
-    assert "opea/comps-base:1.5" in text
-    # vendor/ (the runtime's wheel, found with --find-links ../vendor) and the pins, installed before the code.
-    assert text.index("COPY vendor/ vendor/") < text.index("RUN pip install --no-cache-dir")
-    assert text.index("COPY megaservice/requirements.txt") < text.index("RUN pip install --no-cache-dir")
-    assert "RUN pip install --no-cache-dir -r megaservice/requirements.txt" in text
-    assert text.index("RUN pip install") < text.index("COPY megaservice/ megaservice/")
-    assert re.search(r"^USER user$", text, re.MULTILINE)
+    text = dockerfile_stages((project / "Dockerfile").read_text())["megaservice"]
+    # vendor/ (the runtime's wheel, found with --find-links ../vendor, copied by base) and the pins, installed
+    # before the code.
+    in_order(text, ["USER root\n", "COPY megaservice/requirements.txt megaservice/requirements.txt\n",
+                    "RUN pip install --no-cache-dir -r megaservice/requirements.txt\n",
+                    "COPY megaservice/ megaservice/\n", "USER user\n"])
+    assert text.count("COPY ") == 2  # its own folder only: no service's code goes into the megaservice image
     assert "MEGA_SERVICE_HOST=0.0.0.0" in text and f"MEGA_SERVICE_PORT={data['megaservice']['port']}" in text
-    assert re.search(r'^HEALTHCHECK .*\n\s+CMD \["python", "-c", .*/v1/health_check', text, re.MULTILINE)
+    assert f"EXPOSE {data['megaservice']['port']}\n" in text
+    assert "os.environ['MEGA_SERVICE_PORT']" in text
     assert text.rstrip().endswith('CMD ["python", "-m", "megaservice"]')
+
+
+def test_dockerfile_service_stage(rendered):
+    """Any generated service, by its folder name: laid out as in the project (requirements.txt finds
+    ../../vendor), the dependencies first, then only that folder's app/."""
+    _, project = rendered
+    text = dockerfile_stages((project / "Dockerfile").read_text())["service"]
+    here = "services/${SERVICE}"
+    in_order(text, ["ARG SERVICE\n", "ARG PORT\n", "USER root\n", f"COPY {here}/requirements.txt {here}/\n",
+                    f"RUN pip install --no-cache-dir -r {here}/requirements.txt\n", f"COPY {here}/app/ {here}/app/\n",
+                    f"WORKDIR /home/user/app/{here}\n", "USER user\n", 'CMD ["python", "-m", "app"]'])
+    # requirements.txt's --find-links ../../vendor, from where it is copied, is where base put the wheel.
+    assert (Path("/home/user/app/services/x") / "../../vendor").resolve() == Path("/home/user/app/vendor")
+    assert text.count("COPY ") == 2  # nothing else: tests and answers stay out of the image
+    assert "ENV HOST=0.0.0.0 \\\n    PORT=${PORT}\n" in text and "EXPOSE ${PORT}\n" in text
+    assert "os.environ['PORT']" in text
+    assert text.rstrip().endswith('CMD ["python", "-m", "app"]')
+
+
+def test_dockerfile_is_the_same_for_every_pipeline_of_a_megaservice_port(tmp_path):
+    """Only the megaservice's port and the by-hand examples depend on the answers: services never change it."""
+    one = render(with_runtime(CHAIN, "lite"), tmp_path / "one")
+    other = render(with_runtime({**PASS_THROUGH, "name": "chatqna", "megaservice": CHAIN["megaservice"]}, "comps"),
+                   tmp_path / "other")
+
+    def instructions(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    assert instructions((one / "Dockerfile").read_text()) == instructions((other / "Dockerfile").read_text())
 
 
 def test_dockerignore_lets_in_only_what_images_copy(rendered):
@@ -327,8 +405,9 @@ def test_dockerignore_lets_in_only_what_images_copy(rendered):
     finally:
         shutil.rmtree(project / ".venv")
         shutil.rmtree(project / "megaservice" / "__pycache__")
+    # The Dockerfile is read by docker whatever .dockerignore says; no image copies it.
     assert context == {WHEEL, *(f"megaservice/{name}" for name in (
-        "__init__.py", "__main__.py", "hooks.py", "pipeline.py", "Dockerfile", "requirements.txt"))}
+        "__init__.py", "__main__.py", "hooks.py", "pipeline.py", "requirements.txt"))}
 
 
 def test_requirements_per_runtime(rendered):
@@ -450,7 +529,7 @@ def test_a_hostile_description_breaks_nothing(tmp_path):
     readme = (project / "README.md").read_text()
     assert "&lt;!-- hidden --&gt;" in readme and "<!--" not in readme
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["description"] == HOSTILE_DESCRIPTION
-    for path in ("megaservice/__main__.py", "megaservice/hooks.py", "megaservice/Dockerfile", "Makefile",
+    for path in ("megaservice/__main__.py", "megaservice/hooks.py", "Dockerfile", "Makefile",
                  ".github/workflows/ci.yml"):
         assert "hidden" not in (project / path).read_text(), path
     # pipeline.py holds it in MEGASERVICE's description, nowhere else (not even its docstring).

@@ -3,11 +3,11 @@
 Each service is rendered where a project holds it, `<root>/services/<dns-name>/`,
 with the runtime library's wheel in `<root>/vendor/` (as the root template puts
 it). Fast tests look at the rendered files: exactly the files a service owns (thin:
-the machinery is opea-new-runtime's), answers recorded, Python that compiles and
-passes ruff, no code repeated between services, a Dockerfile that passes hadolint
-and keeps its contract (project root as build context), pins that agree with the
-megaservice's and with the runtime's version, and the user's backend.py surviving
-a re-render. Slow tests install the pinned requirements (the runtime from vendor/)
+the machinery is opea-new-runtime's, and its image is a stage of the project's one
+Dockerfile), answers recorded, Python that compiles and passes ruff, no code
+repeated between services nor anywhere in a whole project, pins that agree with
+the megaservice's and with the runtime's version, and the user's backend.py
+surviving a re-render. Slow tests install the pinned requirements (the runtime from vendor/)
 in a venv of their own, run every family's generated tests, and serve each family
 over real HTTP on 127.0.0.1.
 """
@@ -49,13 +49,13 @@ FAMILIES = {  # stub family → (service type, endpoint, request, a key its answ
     "passthrough": ("text2sql", "/v1/text2sql", {"text": "hello"}, "trace"),
 }
 COMMON_FILES = {
-    ".copier-answers.yml", "Dockerfile", "README.md", "pyproject.toml", "requirements.txt",
+    ".copier-answers.yml", "README.md", "pyproject.toml", "requirements.txt",
     "tests/conftest.py", "tests/test_health.py",
     *(f"app/{name}" for name in ("__init__.py", "__main__.py", "backend.py", "main.py", "routes.py", "schemas.py",
                                  "stub.py")),
 }
 # Rendered from one template file for every service, not from a family's: alike in every service by design.
-SAME_IN_EVERY_SERVICE = {"Dockerfile", "README.md", "pyproject.toml", "requirements.txt", "tests/conftest.py",
+SAME_IN_EVERY_SERVICE = {"README.md", "pyproject.toml", "requirements.txt", "tests/conftest.py",
                          "tests/test_health.py", "app/__init__.py", "app/__main__.py", "app/main.py"}
 PINS = {"opea-new-runtime": RUNTIME_VERSION, "fastapi": "0.124.0", "pydantic": "2.11.7", "pydantic-settings": "2.10.1",
         "uvicorn": "0.35.0", "starlette": "0.49.1", "anyio": "4.10.0", "prometheus-client": "0.22.1",
@@ -177,30 +177,19 @@ def test_the_imports_of_a_0_1_0_backend_still_work(rendered):
         assert f"import {remote_class}" in (folder / "app" / "remote.py").read_text()
 
 
-def test_hadolint_passes(rendered):
-    _, folder = rendered
-    result = subprocess.run([tool("hadolint"), "--failure-threshold", "warning", "Dockerfile"], cwd=folder,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_dockerfile_contract(rendered):
-    """Built with the project root as context: vendor/ and the requirements first, laid out as in the project."""
+def test_its_image_is_the_service_stage_of_the_projects_dockerfile(rendered):
+    """No Dockerfile of its own (the root template's `service` stage builds every service, from the project
+    root, whose .dockerignore governs); its README builds that stage with its folder name and port."""
     data, folder = rendered
-    text = (folder / "Dockerfile").read_text()
-    here = f"services/{dns(data['service_name'])}"
-    assert "ARG BASE_IMAGE=python:3.11-slim" in text and "FROM ${BASE_IMAGE}" in text
-    assert f"docker build -f {here}/Dockerfile -t opea/my-app-{dns(data['service_name'])} ." in text
-    steps = ["WORKDIR /home/user\n", "COPY vendor/ vendor/\n", f"COPY {here}/requirements.txt {here}/\n",
-             f"RUN pip install --no-cache-dir -r {here}/requirements.txt\n", f"COPY {here}/app/ {here}/app/\n",
-             f"WORKDIR /home/user/{here}\n", "USER user\n", 'CMD ["python", "-m", "app"]']
-    positions = [text.index(step) for step in steps]
-    assert positions == sorted(positions), steps
-    assert text.count("COPY ") == 3  # nothing else: tests and answers stay out of the image
-    assert "HOST=0.0.0.0" in text and f"PORT={data['port']}" in text and f"EXPOSE {data['port']}" in text
-    assert re.search(r'^HEALTHCHECK .*\n\s+CMD \["python", "-c", .*/v1/health_check', text, re.MULTILINE)
-    assert text.rstrip().endswith('CMD ["python", "-m", "app"]')
-    assert not (folder / ".dockerignore").exists()  # the project root's governs
+    assert not (folder / "Dockerfile").exists() and not (folder / ".dockerignore").exists()
+    here = dns(data["service_name"])
+    command = (f"(cd ../.. && docker build --target service --build-arg SERVICE={here} --build-arg PORT={data['port']}"
+               f" -t opea/my-app-{here} .)")
+    assert command in (folder / "README.md").read_text().splitlines()
+    stage = (MEGASERVICE_TEMPLATE / "Dockerfile.jinja").read_text().split("FROM base AS service\n")[1]
+    assert "ARG SERVICE\nARG PORT\n" in stage and "COPY services/${SERVICE}/app/ services/${SERVICE}/app/" in stage
+    # What the stage copies is here, under the names it copies.
+    assert (folder / "requirements.txt").is_file() and (folder / "app" / "__main__.py").is_file()
 
 
 def test_requirements_find_the_runtime_in_vendor_and_pin_exactly(rendered):
@@ -243,7 +232,7 @@ def test_readme_documents_the_endpoint_and_commands(rendered):
     assert f"http://127.0.0.1:{data['port']}{data['endpoint']}" in readme
     example = re.search(r"-d '(\{.*\})'", readme).group(1)
     json.loads(example)  # the example request is valid JSON
-    for command in ("python -m app", "python -m pytest", "docker build -f services/", "/metrics"):
+    for command in ("python -m app", "python -m pytest", "docker build --target service", "/metrics"):
         assert command in readme, command
     assert "settings.py" not in readme and "errors.py" not in readme
 
@@ -264,9 +253,10 @@ def test_names_with_underscores_and_dashes(tmp_path):
     folder = render_service(answers("passthrough", name="data-proc_v2"), tmp_path)
     assert folder.name == "data-proc-v2"
     assert service_identity(folder)["name"] == "data-proc_v2"
-    assert "docker build -f services/data-proc-v2/Dockerfile -t opea/my-app-data-proc-v2 ." in (
-        folder / "README.md").read_text()
-    assert "COPY services/data-proc-v2/app/ services/data-proc-v2/app/" in (folder / "Dockerfile").read_text()
+    assert ("docker build --target service --build-arg SERVICE=data-proc-v2 --build-arg PORT=7100"
+            " -t opea/my-app-data-proc-v2 .") in (folder / "README.md").read_text()
+    # The image copies services/${SERVICE}/app/ with SERVICE=data-proc-v2 (compose passes the folder name):
+    # tests/templates/test_compose_template.py resolves it for echo_service and guard_in.
 
 
 def repeated_runs(files: dict[str, str], length: int = 6) -> list[tuple[str, str, str]]:
@@ -284,6 +274,9 @@ def repeated_runs(files: dict[str, str], length: int = 6) -> list[tuple[str, str
 
 
 def alike_by_design(one: str, other: str) -> bool:
+    """Two services' copies of one file of the microservice template that no family varies."""
+    if not (one.startswith("services/") and other.startswith("services/")):
+        return False
     relative = one.split("/", 2)[2]  # services/<name>/...
     return relative == other.split("/", 2)[2] and relative in SAME_IN_EVERY_SERVICE
 
@@ -295,6 +288,56 @@ def test_no_code_is_repeated_between_the_files_of_a_project(tmp_path):
     files = {path.relative_to(tmp_path).as_posix(): path.read_text() for path in tmp_path.rglob("*.py")}
     assert len(files) > 60
     assert repeated_runs(files) == []
+
+
+# A project with a service of every stub family, names with '_' included.
+SIX_FAMILIES = {"name": "six_families", "services": [
+    {"name": "embed", "type": "embedding"}, {"name": "search", "type": "retriever"},
+    {"name": "rank", "type": "rerank"}, {"name": "guard_in", "type": "guardrail"},
+    {"name": "answer", "type": "llm"}, {"name": "to_sql", "type": "text2sql"},
+    {"name": "published", "type": "undefined", "image": "opea/published:1.5"},
+]}
+
+
+def generated_project(tmp_path: Path, spec: dict[str, Any] | None) -> Path:
+    from tests.conftest import run_cli
+
+    output = tmp_path / "project"
+    if spec is None:
+        result = run_cli("megaservice", "--defaults", "--output", output, cwd=tmp_path)
+    else:
+        (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        result = run_cli("megaservice", "--spec", tmp_path / "spec.yaml", "--output", output, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return output
+
+
+def project_runs(project: Path) -> list[tuple[str, str, str]]:
+    """repeated_runs over every text file of a generated project (the runtime's wheel and .git aside), with two
+    allowances besides alike_by_design: the answers files (copier records each part's answers, the compose
+    part's are the root's by design), and the pins the megaservice's requirements.txt shares with every
+    service's (equal on purpose, one venv holds them all: test_pins_agree_with_the_megaservice)."""
+    files = {path: text for path, text in files_of(project).items()
+             if not path.startswith((".git/", "vendor/"))}
+    assert "Dockerfile" in files and not [path for path in files if path.endswith("/Dockerfile")]
+
+    def allowed(one: str, other: str) -> bool:
+        names = {one.rsplit("/", 1)[-1], other.rsplit("/", 1)[-1]}
+        if names <= {".copier-answers.yml", ".copier-answers.compose.yml"} and "/" not in one + other:
+            return True
+        return names == {"requirements.txt"} and "megaservice/requirements.txt" in (one, other)
+
+    return [(one, other, line) for one, other, line in repeated_runs(files) if not allowed(one, other)]
+
+
+@pytest.mark.parametrize("spec", [None, SIX_FAMILIES], ids=["defaults", "six-families"])
+def test_no_run_of_six_lines_is_repeated_between_the_files_of_a_generated_project(spec, tmp_path):
+    """The whole project as `opea-new megaservice` writes it, every file: what images, services and the
+    megaservice share is written once (the root Dockerfile's stages, the runtime library)."""
+    project = generated_project(tmp_path, spec)
+    services = [folder.name for folder in (project / "services").iterdir()]
+    assert len(services) == (4 if spec is None else 6)
+    assert project_runs(project) == []
 
 
 @pytest.mark.parametrize(("key", "value"), [("stub", "magic"), ("service_name", "Bad Name"), ("port", 0),

@@ -40,8 +40,10 @@ def test_add_service_into_the_middle_of_a_dag_rewires_every_artifact(tier, dag):
     assert (audit.type, audit.port, audit.image) == ("undefined", 18805, None)
     assert pipeline.added == ["source", "left", "right", "sink", "audit"]
     compose = compose_services(dag)
-    assert compose["audit"]["build"] | {"args": None} == {"context": ".", "dockerfile": "services/audit/Dockerfile",
-                                                          "args": None}
+    assert compose["audit"]["build"] | {"args": None} == {"context": ".", "target": "service", "args": None}
+    assert (compose["audit"]["build"]["args"]["SERVICE"], compose["audit"]["build"]["args"]["PORT"]) == ("audit",
+                                                                                                       "18805")
+    assert not (dag / "services" / "audit" / "Dockerfile").exists()  # the root Dockerfile's `service` stage
     assert "AUDIT_SERVICE_HOST_IP" in str(compose["megaservice"]["environment"])
     assert "audit" in str(compose["megaservice"]["depends_on"])
     readme = (dag / "README.md").read_text()
