@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -306,7 +305,7 @@ def test_the_comps_megaservice_builds_on_opea_comps_base(docker_engine: Engine, 
 # ---------------------------------------------------------------- the project's own checks
 
 
-def test_the_projects_own_check_passes(generated: Generated):
+def test_the_projects_own_check_passes(generated: Generated, project_venvs: Path):
     generated.compose.down()  # its own check starts the project again, on the same ports
     check = OWN_CHECK[(generated.protocol, generated.runtime)]
     environment = generated.compose.script_environment()
@@ -314,8 +313,12 @@ def test_the_projects_own_check_passes(generated: Generated):
         command = ["bash", "tests/test_compose.sh"]
         expected = "all services answered"
     else:
-        # this interpreter has what requirements-dev.txt pins for it (pytest, httpx, the docker SDK)
-        command = [sys.executable, "-m", "pytest", "-m", "docker", "-p", "no:cacheprovider", "-q",
+        # As its README says: `make install`, then the project's venv runs it (its tests load the runtime's fixtures).
+        venv = project_venvs / generated.runtime
+        installed = subprocess.run(["make", "install", f"VENV={venv}"], cwd=generated.directory, capture_output=True,
+                                   text=True, timeout=900)
+        assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+        command = [str(venv / "bin" / "python"), "-m", "pytest", "-m", "docker", "-p", "no:cacheprovider", "-q",
                    "tests/test_docker.py"]
         expected = " passed"
         environment.pop("PYTEST_ADDOPTS", None)

@@ -185,7 +185,9 @@ def test_every_service_has_a_python_healthcheck_on_its_own_port(rendered):
     for name, definition in services.items():
         check = definition["healthcheck"]
         assert check["test"][:3] == ["CMD", "python", "-c"], name
-        assert check["test"][-1] == f"http://127.0.0.1:{ports[name]}/v1/health_check", name
+        # the megaservice is healthy when it is ready (every node answers); a service when it is alive
+        path = "/v1/health/ready" if name == "megaservice" else "/v1/health_check"
+        assert check["test"][-1] == f"http://127.0.0.1:{ports[name]}{path}", name
         assert {"interval", "timeout", "retries", "start_period"} <= set(check), name
         assert definition["restart"] == "unless-stopped", name
 
