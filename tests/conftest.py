@@ -184,27 +184,27 @@ def released_template(template: Path, destination: Path) -> Path:
 # ---------------------------------------------------------------- a rendered megaservice/pipeline.py, executed
 
 
-@dataclass(frozen=True)
-class RecordedNode:
-    """One `remote_service(...)` call of pipeline.py, as the runtime's Node would describe it."""
+def runtime_node_class() -> type:
+    """The runtime's own `Node` (opea_new_runtime/nodes.py is stdlib-only), loaded from its source."""
+    import importlib.util
+    import sys
 
-    name: str
-    type: str  # the ServiceType member, lower-case
-    port: int
-    endpoint: str
-    image: str | None
+    name = "_runtime_source_nodes"
+    if name not in sys.modules:
+        from opea_new.paths import runtime_root
 
-    @property
-    def env_prefix(self) -> str:
-        return self.name.replace("-", "_").upper()
+        spec = importlib.util.spec_from_file_location(name, runtime_root() / "src" / "opea_new_runtime" / "nodes.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses need their module registered
+        dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the runtime's source
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.dont_write_bytecode = dont_write
+    return sys.modules[name].Node
 
-    @property
-    def host_variable(self) -> str:
-        return f"{self.env_prefix}_SERVICE_HOST_IP"
 
-    @property
-    def folder(self) -> str:
-        return f"services/{self.name.replace('_', '-')}"
+RecordedNode = runtime_node_class()  # one `remote_service(...)` call of pipeline.py, as the runtime describes it
 
 
 @dataclass

@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .settings import SettingsError
-
 
 @dataclass(frozen=True)
 class Node:
@@ -57,6 +55,9 @@ class Node:
         if not text:
             return environ.get(self.host_variable, "127.0.0.1"), self.port
         if not text.isdigit() or not 1 <= int(text) <= 65535:
+            # imported here, so this module stays stdlib-only: the generator's tests load it from source
+            from .settings import SettingsError
+
             raise SettingsError(f"{self.port_variable}: {text!r} is not a port (1-65535)")
         return environ.get(self.host_variable, "127.0.0.1"), int(text)
 
