@@ -154,8 +154,11 @@ def test_a_fresh_machine_updates_a_project_from_a_release_it_never_ran(tier, tmp
     version = next_version()
     templates = tier.newer_templates(version, small_release)
 
+    # A packaged history without the project's version (the installed one records the current release itself).
+    empty_history = tmp_path / "history-without-it"
+    empty_history.mkdir()
     without = opea_new(tier, "update", "--project", project, cwd=tmp_path, templates=templates, version=version,
-                       home=fresh_home)
+                       home=fresh_home, OPEA_NEW_TEMPLATE_HISTORY=str(empty_history))
     assert without.returncode == 2
     assert "does not have" in without.stderr and porcelain(project) == ""
 
