@@ -10,13 +10,13 @@ WORK=${WORK:-$(mktemp -d /tmp/opea-new-demo.XXXXXX)}
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check .
 "$VENV/bin/opea-new" megaservice --defaults --output "$WORK/chatqna"
 cd "$WORK/chatqna"
-make install
+make install VENV=.venv   # the project's own venv, whatever VENV this script was given
 # The same supervisor `make run` starts, run directly so the trap can stop it by its PID.
 .venv/bin/python -m opea_new_runtime.run & run_pid=$!
 trap 'kill -TERM "$run_pid" 2>/dev/null; wait "$run_pid" 2>/dev/null || true' EXIT
 url=http://127.0.0.1:8888/v1/chatqna
 for _ in $(seq 1 120); do
-  curl -fsS -o /dev/null http://127.0.0.1:8888/v1/health_check 2>/dev/null && break
+  curl -fsS -o /dev/null http://127.0.0.1:8888/v1/health/ready 2>/dev/null && break
   kill -0 "$run_pid" 2>/dev/null || { echo "make run exited early" >&2; exit 1; }
   sleep 0.5
 done
