@@ -12,7 +12,12 @@ if missing: opea-comps takes about 80 s); then, on 127.0.0.1:
   lite project does), and the megaservices pointing at those same services —
   lite, comps, and comps with MEGA_SERVICE_POOL_CONNECTIONS=true — so only the
   megaservice differs between the rows;
-* loads each megaservice, and each service directly (the limit), with wrk
+* starts, beside them, the floor: a bare asyncio + httptools server (no
+  framework, no orchestration) that posts each request to `first`, then
+  `second`, and answers what `second` said, once per HTTP client (lite's own,
+  aiohttp, httpx): what any Python megaservice on this machine could reach, and
+  what each client costs (lite has its own client because of these rows);
+* loads each megaservice, each floor proxy, and each service directly (the limit), with wrk
   (`apt-get install wrk`; without it a built-in aiohttp load generator, which
   costs more CPU itself, so its figures are lower) at 1 and 16 connections:
   req/s, p50 and p99 latency, CPU per request of the process under load, and
@@ -236,13 +241,20 @@ class Bench:
         # comps as opea-comps runs it (a new session per request) above; here with MEGA_SERVICE_POOL_CONNECTIONS
         megaservices["comps pooled"] = self.megaservice(self.projects[("chain", "comps")], "comps", nodes,
                                                         MEGA_SERVICE_POOL_CONNECTIONS="true")
+        for client in FLOOR_CLIENTS:
+            port = free_port()
+            megaservices[f"floor, {client}"] = self.start(
+                f"floor-{client}", [self.python("lite"), __file__, "_floor", str(port), client,
+                                    f"http://127.0.0.1:{first.port}/v1/echo", f"http://127.0.0.1:{second.port}/v1/echo"],
+                self.work, {}, port)
         for runtime, server in megaservices.items():
             answer = post_json(f"http://127.0.0.1:{server.port}/v1/chain", BODY)
             if answer.get("trace") != ["first", "second"]:
                 raise SystemExit(f"the {runtime} megaservice answered {answer!r}")
         targets = [
-            (f"{runtime} megaservice", f"http://127.0.0.1:{server.port}/v1/chain", server)
-            for runtime, server in megaservices.items()
+            (label if label.startswith("floor") else f"{label} megaservice", f"http://127.0.0.1:{server.port}/v1/chain",
+             server)
+            for label, server in megaservices.items()
         ] + [
             ("direct: first", f"http://127.0.0.1:{first.port}/v1/echo", first),
             ("direct: second", f"http://127.0.0.1:{second.port}/v1/echo", second),
@@ -428,6 +440,12 @@ def report(chain: list[Result], streams: list[StreamResult], loader: str, args: 
     print(f"lite / comps with MEGA_SERVICE_POOL_CONNECTIONS=true: {lite16.rate / pooled16.rate:.2f}x "
           f"(comps pooled is {pooled16.rate / comps16.rate:.2f}x comps)")
     print(f"direct 2-hop limit at 16 connections: ~{limit16:.0f} req/s  (1 / (1/first + 1/second): both hops' CPU)")
+    print(f"lite / direct 2-hop limit: {lite16.rate / limit16:.2f}   (goal >= 0.7); "
+          f"CPU {lite16.cpu_ms_per_request:.3f} ms/req (goal <= 0.4)")
+    for client in FLOOR_CLIENTS:
+        floor = find(f"floor, {client}", 16)
+        print(f"floor, {client:<12} / limit: {floor.rate / limit16:.2f}, CPU {floor.cpu_ms_per_request:.3f} ms/req"
+              f"   (no framework, no orchestration)")
     for runtime in RUNTIMES:
         mega = find(f"{runtime} megaservice", 1)
         overhead = (mega.p50_ms - direct_p50) / 2
@@ -447,6 +465,78 @@ def report(chain: list[Result], streams: list[StreamResult], loader: str, args: 
     if failed:
         print(f"\nWARNING: requests failed for {', '.join(dict.fromkeys(failed))}: their figures measure failures, "
               "not the pipeline; see the logs in the work folder")
+
+
+# ---------------------------------------------------------------- the floor
+
+
+FLOOR_CLIENTS = ("lite client", "aiohttp", "httpx")
+
+
+def floor_proxy(port: int, client_name: str, first: str, second: str) -> None:
+    """The least a Python megaservice does for the chain (run with the lite venv's Python).
+
+    An asyncio server with httptools' parser, on uvloop, keep-alive, no framework:
+    each request's JSON is posted to `first`, its answer to `second`, and that
+    answer is the response. Only the HTTP client differs between the rows.
+    """
+    import httptools
+    import uvloop
+
+    async def main() -> None:
+        if client_name == "lite client":
+            from opea_new_runtime.engine.http import Client
+
+            lite = Client()
+
+            async def post(url: str, document: object) -> object:
+                response = await lite.post(url, json=document)
+                return await response.json()
+        elif client_name == "aiohttp":
+            import aiohttp
+
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+            async def post(url: str, document: object) -> object:
+                async with session.post(url, json=document) as response:
+                    return await response.json()
+        else:
+            import httpx
+
+            client = httpx.AsyncClient(limits=httpx.Limits(max_connections=None), trust_env=False)
+
+            async def post(url: str, document: object) -> object:
+                return (await client.post(url, json=document)).json()
+
+        class Proxy(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport
+                self.parser = httptools.HttpRequestParser(self)
+                self.body: list[bytes] = []
+
+            def data_received(self, data: bytes) -> None:
+                self.parser.feed_data(data)
+
+            def on_body(self, body: bytes) -> None:
+                self.body.append(body)
+
+            def on_message_complete(self) -> None:
+                body, self.body = b"".join(self.body), []
+                asyncio.ensure_future(self.answer(body))
+
+            async def answer(self, body: bytes) -> None:
+                if not body:  # wait_healthy's GET /v1/health_check
+                    self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    return
+                document = await post(second, await post(first, json.loads(body)))
+                out = json.dumps(document).encode()
+                self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                     b"content-length: %d\r\n\r\n%s" % (len(out), out))
+
+        server = await asyncio.get_running_loop().create_server(Proxy, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(main())
 
 
 # ---------------------------------------------------------------- helpers
@@ -497,6 +587,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["_load"]:
         url, connections, duration, max_requests = sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
         print(json.dumps(asyncio.run(builtin_load(url, connections, duration, max_requests))))
+    elif sys.argv[1:2] == ["_floor"]:
+        floor_proxy(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
     elif sys.argv[1:2] == ["_streams"]:
         print(json.dumps(asyncio.run(stream_times(sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])))))
     else:

@@ -36,7 +36,7 @@ from pydantic import BeforeValidator, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "MAX_INTEGER_DIGITS", "BodyError", "Integer", "PositiveInteger",
-           "StrictJSONBodies", "integral", "is_json", "loads"]
+           "StrictJSONBodies", "integral", "is_json", "loads", "read_body"]
 
 MAX_DEPTH = 64
 MAX_INTEGER_DIGITS = 100
@@ -169,27 +169,15 @@ class StrictJSONBodies:
         if not is_json(content_type):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        try:
+            body = await read_body(receive)
+            if body is None:  # the client went away
                 return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                await _refuse(send, BodyError(f"the body is larger than {MAX_BODY_BYTES} bytes", status=413))
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        if body:
-            try:
+            if body:
                 loads(body)
-            except BodyError as error:
-                await _refuse(send, error)
-                return
+        except BodyError as error:
+            await _refuse(send, error)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -200,6 +188,27 @@ class StrictJSONBodies:
             return await receive()  # after the body: the disconnect, when it comes
 
         await self.app(scope, replay, send)
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """An ASGI request's body, read whole; None if the client went away; BodyError 413 past MAX_BODY_BYTES.
+
+    Reading stops at the first byte too many: an oversized body is never held in memory.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyError(f"the body is larger than {MAX_BODY_BYTES} bytes", status=413)
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _refuse(send: Send, error: BodyError) -> None:

@@ -88,14 +88,18 @@ def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) 
     handle = chat if megaservice.protocol == "chat" else raw
     readiness = Readiness()
 
-    @app.post(megaservice.endpoint, response_class=Response, openapi_extra=openapi_of(megaservice.protocol),
-              responses=pipeline_responses(megaservice.protocol))
-    async def pipeline_endpoint(request: Request) -> Response:
-        orchestrator = request.app.state.orchestrator
+    async def answer(orchestrator: Any, body: bytes | jsonbody.BodyError) -> Response:
+        """The pipeline's answer to a request body (or to why it could not be read): failures answer JSON."""
         counter = orchestrator.statistics.megaservice
         started = time.perf_counter()
         try:
-            response = await handle(orchestrator, megaservice, await read_json(request))
+            try:
+                if isinstance(body, jsonbody.BodyError):
+                    raise body
+                document = jsonbody.loads(body)
+            except jsonbody.BodyError as error:
+                raise RequestError(error.detail, status=error.status) from None
+            response = await handle(orchestrator, megaservice, document)
         except RequestError as error:
             counter.record(time.perf_counter() - started, rejected=True)
             return JSONResponse(error.body(), status_code=error.status)
@@ -110,6 +114,15 @@ def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) 
             return JSONResponse(failure.body(), status_code=500)
         counter.record(time.perf_counter() - started)
         return response
+
+    # Declared for the OpenAPI document (and served if PipelineRoute is ever taken away); PipelineRoute
+    # answers this endpoint's POSTs before FastAPI's router sees them.
+    @app.post(megaservice.endpoint, response_class=Response, openapi_extra=openapi_of(megaservice.protocol),
+              responses=pipeline_responses(megaservice.protocol))
+    async def pipeline_endpoint(request: Request) -> Response:
+        return await answer(request.app.state.orchestrator, await request.body())
+
+    app.add_middleware(PipelineRoute, endpoint=megaservice.endpoint, answer=answer)
 
     @app.get("/v1/health_check")
     @app.get("/v1/health")
@@ -166,20 +179,43 @@ def serve(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) -> No
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, _stopped)
     uvicorn.run(create_app(megaservice, build_orchestrator), host=config.host, port=config.port or megaservice.port,
-                log_level=config.log_level.lower(), timeout_graceful_shutdown=config.graceful_timeout)
+                log_level=config.log_level.lower(), timeout_graceful_shutdown=config.graceful_timeout,
+                # The megaservice never uses the client's address; uvicorn's proxy-header check parses it on
+                # every request.
+                proxy_headers=False)
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-async def read_json(request: Request) -> Any:
-    """The body, parsed strictly (opea_new_runtime.jsonbody); RequestError 400 (413) if it is not JSON we take."""
-    body = await request.body()
-    try:
-        return jsonbody.loads(body)
-    except jsonbody.BodyError as error:
-        raise RequestError(error.detail, status=error.status) from None
+class PipelineRoute:
+    """ASGI middleware: the pipeline endpoint's POSTs, answered without FastAPI's router.
+
+    The pipeline reads its body itself and answers every failure as JSON, so it
+    needs none of what FastAPI's router, request objects, dependency solving and
+    exception middlewares do per request, which is about a quarter of the CPU a
+    lite megaservice spends on a 2-hop pass-through request
+    (benchmarks/runtime_speed.py). Every other request goes to FastAPI as before.
+    """
+
+    def __init__(self, app: Any, *, endpoint: str, answer: Callable[[Any, bytes | jsonbody.BodyError], Any]) -> None:
+        self.app = app
+        self.endpoint = endpoint
+        self.answer = answer
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] != self.endpoint or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body: bytes | jsonbody.BodyError | None = await jsonbody.read_body(receive)
+        except jsonbody.BodyError as error:
+            body = error
+        if body is None:  # the client went away before its request was complete
+            return
+        response = await self.answer(scope["app"].state.orchestrator, body)
+        await response(scope, receive, send)
 
 
 # ---------------------------------------------------------------- readiness
@@ -203,27 +239,26 @@ class Readiness:
             return self._answer
 
     async def _probe(self, orchestrator: Any) -> dict[str, Any]:
-        import httpx
-
+        client = await orchestrator.http_client()
         nodes = [(spec_name(name), service.host, int(service.port)) for name, service in orchestrator.services.items()]
-        async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
-            problems = await asyncio.gather(*(self._node(client, host, port) for _, host, port in nodes))
+        problems = await asyncio.gather(*(self._node(client, host, port) for _, host, port in nodes))
         not_ready = [{"node": node, "address": f"{host}:{port}", "detail": problem}
                      for (node, host, port), problem in zip(nodes, problems, strict=True) if problem]
         return {"ready": not not_ready, "not_ready": not_ready}
 
     async def _node(self, client: Any, host: str, port: int) -> str | None:
-        """None when the node is ready, else what is wrong."""
-        import httpx
-
+        """None when the node is ready, else what is wrong (client: lite's, or an aiohttp session)."""
         try:
-            answer = await client.get(f"http://{host}:{port}/v1/health_check")
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self.timeout):
+                async with await client.request("GET", f"http://{host}:{port}/v1/health_check") as answer:
+                    status = answer.status
+                    await answer.read()
+        except TimeoutError:
             return f"no answer from /v1/health_check in {self.timeout:g} s"
-        except httpx.HTTPError as error:
+        except Exception as error:  # whatever the client raises: the node is not ready, and why
             return f"/v1/health_check failed: {type(error).__name__}: {error}"
-        if answer.status_code != 200:
-            return f"/v1/health_check answered {answer.status_code}"
+        if status != 200:
+            return f"/v1/health_check answered {status}"
         return None
 
 

@@ -9,8 +9,10 @@ The runtime schedules the nodes; `Orchestration` decides, for the same result on
   * failures: a node that answers an error status, cannot be reached or stays
     silent raises NodeError naming it (the app answers 502, or 504 for a
     timeout), unless it has an `error` edge: then the error document flows there;
-  * streams: a terminal llm/lvm node is called with aiohttp, never blocking the
-    event loop, and its stream goes through hooks.align_generator.
+  * streams: a terminal llm/lvm node is called without blocking the event loop
+    (comps 1.5 uses a blocking `requests.post`), on the process's one HTTP client
+    (`http_client()`: lite's own, aiohttp on comps), and its stream goes through
+    hooks.align_generator.
 
     orchestrator = ServiceOrchestrator(hooks)            # hooks: a module with align_* functions, or None
     orchestrator.add(a).add(b)
@@ -70,7 +72,8 @@ class Orchestration:
         self.statistics = Statistics()
         self.flow = Flow([], [])
         self._edges: list[tuple[str, str, str]] = []
-        self._own_session: aiohttp.ClientSession | None = None  # outlives requests: streams, pooled calls
+        self._own_session: aiohttp.ClientSession | None = None  # comps: outlives requests (streams, pooled calls)
+        self._types: dict[str, str] = {}
         # comps opens a new aiohttp session, so new connections, for every request it schedules; on
         # request its nodes are called on this orchestrator's pooled session instead (lite always pools).
         self.pool_connections = self.RUNTIME == "comps" and self.config.pool_connections
@@ -109,7 +112,10 @@ class Orchestration:
 
     def type_of(self, node: str) -> str:
         """The node's ServiceType name, lower-case (`llm`)."""
-        return self.services[node].service_type.name.lower()
+        service_type = self._types.get(node)
+        if service_type is None:  # asked several times per node and request: worked out once
+            service_type = self._types[node] = self.services[node].service_type.name.lower()
+        return service_type
 
     def terminal_nodes(self, result_dict: dict[str, Any], runtime_graph: Any) -> list[str]:
         """Nodes that ran and whose downstream nodes did not, in flow order."""
@@ -171,7 +177,7 @@ class Orchestration:
                 output = await self._stream(cur_node, inputs, runtime_graph, llm_parameters, **kwargs)
             else:
                 if self.pool_connections:
-                    session = await self._long_lived_session()
+                    session = await self.http_client()
                 output, _ = await super().execute(
                     CheckedSession(session, self.node_timeout), req_start, cur_node, inputs, runtime_graph,
                     llm_parameters, **kwargs,
@@ -203,7 +209,7 @@ class Orchestration:
         if service.api_key_value:
             headers["Authorization"] = f"Bearer {service.api_key_value}"
         model = inputs.get("model") if service.api_key_value and isinstance(inputs, dict) else None
-        session = await self._long_lived_session()
+        session = await self.http_client()
         response = await session.post(
             service.endpoint_path(model), json=inputs, headers=headers, timeout=self.node_timeout
         )
@@ -215,7 +221,15 @@ class Orchestration:
         chunks = self.align_generator(relay(response), **kwargs)
         return StreamingResponse(chunks, media_type="text/event-stream")
 
-    async def _long_lived_session(self) -> aiohttp.ClientSession:
+    async def http_client(self) -> Any:
+        """The process's one HTTP client, which outlives requests: lite's own pooled client, aiohttp on comps.
+
+        lite's client costs about a third of aiohttp's CPU per call (benchmarks/runtime_speed.py, "floor"
+        rows); comps keeps the library it is built on.
+        """
+        own = getattr(super(), "client", None)  # the lite engine's pooled client
+        if own is not None:
+            return await own()
         if self._own_session is None or self._own_session.closed:
             self._own_session = aiohttp.ClientSession(trust_env=False)
         return self._own_session
@@ -282,10 +296,11 @@ class CheckedSession:
         return getattr(self._session, name)
 
 
-async def relay(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """A streaming answer, chunk by chunk as it arrives; the connection is released at the end."""
+async def relay(response: Any) -> AsyncIterator[bytes]:
+    """A streaming answer (lite's or aiohttp's), chunk by chunk as it arrives; released at the end."""
+    chunks = response.iter_chunks() if hasattr(response, "iter_chunks") else response.content.iter_any()
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in chunks:
             yield chunk
     finally:
         response.release()

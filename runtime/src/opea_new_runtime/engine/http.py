@@ -211,8 +211,13 @@ class Response:
         return self.headers.get("content-type", "application/octet-stream").split(";", 1)[0].strip().lower()
 
     async def read(self) -> bytes:
-        chunks = [chunk async for chunk in self.iter_chunks()]
-        return b"".join(chunks)
+        connection = self._connection
+        if connection.complete and self._on_release is not None:  # the whole body is here (a small answer)
+            chunks, connection._chunks, connection._buffered = connection._chunks, [], 0
+            self.release()
+        else:
+            chunks = [chunk async for chunk in self.iter_chunks()]
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return (await self.read()).decode(encoding, errors)
