@@ -181,6 +181,26 @@ def released_template(template: Path, destination: Path) -> Path:
     return destination
 
 
+def chart_checks():
+    """tests/chart/chart_checks.py as generated projects have it (a static file of the compose template): how a
+    project renders, lints and validates its Helm chart offline."""
+    import importlib.util
+    import sys
+
+    name = "_template_chart_checks"
+    if name not in sys.modules:
+        source = REPO / "templates" / "compose" / "template" / "tests" / "chart" / "chart_checks.py"
+        spec = importlib.util.spec_from_file_location(name, source)
+        module = importlib.util.module_from_spec(spec)
+        dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the template
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.dont_write_bytecode = dont_write
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
 # ---------------------------------------------------------------- a rendered megaservice/pipeline.py, executed
 
 

@@ -27,7 +27,13 @@ from opea_new import __version__
 from tests.conftest import build_context, tool
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "compose"
-OWNED_FILES = {".copier-answers.compose.yml", "compose.yaml", ".env.example", "tests/test_compose.sh"}
+OWNED_FILES = {".copier-answers.compose.yml", "compose.yaml", ".env.example", "tests/test_compose.sh",
+               "requirements-chart.txt", "tests/chart/chart_checks.py", "tests/chart/test_chart.py"}
+# The Helm chart, in deploy/helm/<DNS name of the project>/ (tests/templates/test_helm_chart.py checks what it holds).
+CHART_FILES = {"Chart.yaml", "values.yaml", "values-gaudi.yaml", ".helmignore",
+               "templates/_helpers.tpl", "templates/_workload.tpl", "templates/deployments.yaml",
+               "templates/services.yaml", "templates/hpa.yaml", "templates/pdb.yaml", "templates/NOTES.txt",
+               "templates/tests/test-megaservice.yaml"}
 PUBLISH = "${PUBLISH_ADDRESS:-127.0.0.1}"
 INTERPOLATED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 PROXY_ARGS = {"http_proxy": "${http_proxy:-}", "https_proxy": "${https_proxy:-}", "no_proxy": "${no_proxy:-}"}
@@ -143,9 +149,10 @@ def compose_file(project: Path) -> dict[str, Any]:
 
 
 def test_renders_exactly_the_files_it_owns(rendered):
-    _, project = rendered
+    data, project = rendered
     files = {str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()}
-    assert files == OWNED_FILES
+    chart = f"deploy/helm/{dns(data['name'])}/"
+    assert files == OWNED_FILES | {chart + path for path in CHART_FILES}
 
 
 def test_answers_file_records_the_answers(rendered):

@@ -1,0 +1,134 @@
+{{/*
+Helpers of the chart. Every template here is generic: it loops over
+.Values.services (a map keyed by the service's DNS name) and
+.Values.megaservice; only values.yaml and the per-hardware values files are
+rendered from the project's answers by opea-new.
+*/}}
+
+{{/* The release's base name: the release name, with the chart's appended unless it already holds it. */}}
+{{- define "opea.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Deployment and Service name of one component: (dict "root" $ "key" <dns name>). */}}
+{{- define "opea.componentName" -}}
+{{- printf "%s-%s" (include "opea.fullname" .root) .key | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "opea.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .key }}
+{{- end -}}
+
+{{- define "opea.labels" -}}
+{{ include "opea.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: {{ include "opea.fullname" .root }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{/* A component's image: its published `ref` as written, else <image.registry>/<repository>:<tag>. */}}
+{{- define "opea.image" -}}
+{{- $image := .component.image -}}
+{{- if $image.ref -}}
+{{- $image.ref -}}
+{{- else -}}
+{{- $global := .root.Values.image -}}
+{{- $tag := $image.tag | default $global.tag | toString -}}
+{{- if $global.registry -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" $global.registry) $image.repository $tag -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* no_proxy of every container: the user's, this machine, and every Service of the release. */}}
+{{- define "opea.noProxy" -}}
+{{- $root := . -}}
+{{- $hosts := list -}}
+{{- with .Values.proxy.no_proxy }}{{ $hosts = append $hosts . }}{{ end -}}
+{{- $hosts = concat $hosts (list "localhost" "127.0.0.1" ".svc" ".cluster.local") -}}
+{{- $hosts = append $hosts (include "opea.componentName" (dict "root" $root "key" "megaservice")) -}}
+{{- range $key, $_ := .Values.services -}}
+{{- $hosts = append $hosts (include "opea.componentName" (dict "root" $root "key" $key)) -}}
+{{- end -}}
+{{- join "," $hosts -}}
+{{- end -}}
+
+{{/* Environment every container gets: the proxies (as compose passes them). */}}
+{{- define "opea.proxyEnv" -}}
+- name: http_proxy
+  value: {{ .Values.proxy.http_proxy | quote }}
+- name: https_proxy
+  value: {{ .Values.proxy.https_proxy | quote }}
+- name: no_proxy
+  value: {{ include "opea.noProxy" . | quote }}
+{{- end -}}
+
+{{/*
+A component's own settings: `env` (plain values; a name that looks like a
+secret is refused: those belong in the Secret) and `secretEnv` (variable →
+key of the Secret named by secrets.existingSecret; left out when no Secret is
+named, which is what an empty value in compose's .env means).
+*/}}
+{{- define "opea.settingsEnv" -}}
+{{- $root := .root -}}
+{{- range $name, $value := .component.env }}
+{{- if regexMatch "(?i)(TOKEN|PASSWORD|SECRET|API_KEY|APIKEY|PRIVATE_KEY)" $name }}
+{{- fail (printf "%s.env.%s looks like a secret: put it in the Secret named by secrets.existingSecret and list it under secretEnv" $.key $name) }}
+{{- end }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- with $root.Values.secrets.existingSecret }}
+{{- $secret := . }}
+{{- range $name, $key := $.component.secretEnv }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $key }}
+      optional: true
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The environment of one container: (dict "root" $ "key" <dns name> "component" <values> "megaservice" bool). */}}
+{{- define "opea.env" -}}
+{{- $root := .root -}}
+{{- if .megaservice }}
+- name: MEGA_SERVICE_HOST
+  value: "0.0.0.0"
+- name: MEGA_SERVICE_PORT
+  value: {{ .component.port | toString | quote }}
+{{- range $key, $service := $root.Values.services }}
+- name: {{ printf "%s_SERVICE_HOST_IP" $service.envPrefix }}
+  value: {{ include "opea.componentName" (dict "root" $root "key" $key) | quote }}
+- name: {{ printf "%s_SERVICE_PORT" $service.envPrefix }}
+  value: {{ $service.port | toString | quote }}
+{{- end }}
+{{- else }}
+- name: HOST
+  value: "0.0.0.0"
+- name: PORT
+  value: {{ .component.port | toString | quote }}
+{{- end }}
+{{ include "opea.proxyEnv" $root }}
+{{- include "opea.settingsEnv" . }}
+{{- end -}}
+
+{{/* The hardened container securityContext, with a component's own overrides on top. */}}
+{{- define "opea.containerSecurityContext" -}}
+{{- $context := deepCopy .root.Values.securityContext -}}
+{{- with .component.securityContext }}{{ $context = mergeOverwrite $context (deepCopy .) }}{{ end -}}
+{{- toYaml $context -}}
+{{- end -}}

@@ -1,0 +1,577 @@
+"""The Helm chart of the compose part (deploy/helm/<project>/), rendered for several pipelines, validated offline.
+
+For each pipeline shape (ChatQnA, a raw-protocol one with `_` in its names, one with published `image:`
+nodes, a fan-out/fan-in DAG, a chat DAG on lite) and each values set a user is likely to install (the
+defaults, the accelerator file, everything scaled, a Secret named, another release name) the chart is
+rendered with helm-python-sdk (Helm v4's library), linted strictly, every manifest validated with
+kubernetes-validate --strict for Kubernetes 1.33 and 1.37, and checked for what a schema cannot see
+(tests/chart/chart_checks.py, the code the generated project runs with `make chart`). It is also compared
+with compose.yaml rendered from the same answers: the same nodes, images, ports, variables and health
+endpoints. Each check is shown to catch a manifest broken on purpose.
+
+No cluster and no helm binary are needed; both tools are pinned in the `[test]` extra.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm  # helm-python-sdk and kubernetes-validate: the [test] extra (missing: an error, not a skip)
+import kubernetes_validate
+import pytest
+import yaml
+
+from opea_new import render
+from opea_new.spec import default_pipeline, load_pipeline, pipeline_from_data
+from tests.conftest import chart_checks, copier_render, run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_TEMPLATE = REPO / "templates" / "compose"
+E2E_SPECS = REPO / "tests" / "e2e" / "specs"
+LLM_TYPES = ("llm", "lvm")
+ACCELERATORS = {"values-gaudi": "habana.ai/gaudi"}
+
+
+checks = chart_checks()  # tests/chart/chart_checks.py, as generated projects have it
+
+RAW_ECHO = """\
+name: my_first_app
+runtime: lite
+megaservice: {port: 8000, endpoint: /process, protocol: raw}
+services:
+  - {name: echo_service, type: undefined, port: 5000, endpoint: /echo}
+  - {name: data_processor, type: dataprep, port: 6007}
+"""
+WITH_IMAGES = """\
+name: docsum
+services:
+  - {name: guard_in, type: guardrail, port: 9090}
+  - {name: embedding, type: embedding, port: 6000, image: "opea/embedding:1.5"}
+  - name: llm-main
+    type: LLM
+    port: 9001
+    image: "registry.example.com:5000/opea/llm-textgen@sha256:DIGEST"
+  - {name: vision, type: lvm, port: 9399}
+""".replace("DIGEST", "0123456789abcdef" * 4)
+
+
+def pipelines() -> dict[str, Any]:
+    return {
+        "chatqna": default_pipeline(),
+        "raw-echo": pipeline_from_data(yaml.safe_load(RAW_ECHO)),
+        "images": pipeline_from_data(yaml.safe_load(WITH_IMAGES)),
+        "fan-out-in": load_pipeline(E2E_SPECS / "fan-out-in.json"),
+        "insights-dag": load_pipeline(E2E_SPECS / "insights-dag.yaml"),
+    }
+
+
+PIPELINES = pipelines()
+
+
+def test_the_shapes_cover_both_runtimes_both_protocols_and_published_images():
+    shapes = PIPELINES.values()
+    assert {pipeline.runtime for pipeline in shapes} == {"comps", "lite"}
+    assert {pipeline.megaservice.protocol for pipeline in shapes} == {"chat", "raw"}
+    assert any(service.image for pipeline in shapes for service in pipeline.services)
+    assert any("_" in pipeline.name for pipeline in shapes)
+
+
+def dns(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def prefix(name: str) -> str:
+    return dns(name).replace("-", "_").upper()
+
+
+@pytest.fixture(params=sorted(PIPELINES), scope="module")
+def project(request, tmp_path_factory) -> tuple[Any, Path]:
+    """The compose part rendered by copier from the answers opea-new gives it."""
+    pipeline = PIPELINES[request.param]
+    destination = tmp_path_factory.mktemp(request.param)
+    copier_render(COMPOSE_TEMPLATE, render.compose_answers(pipeline), destination)
+    return pipeline, destination
+
+
+def value_sets(chart: Path) -> dict[str, dict[str, Any]]:
+    return {
+        "defaults": {},
+        **{path.stem: checks.read_values(path) for path in checks.accelerator_files(chart)},
+        "scaled": checks.scaled(chart),
+        "secret": {"secrets": {"existingSecret": "app-secrets"}},
+        "everything": checks.merge(checks.merge(checks.read_values(chart / "values-gaudi.yaml"), checks.scaled(chart)),
+                                   {"secrets": {"existingSecret": "app-secrets"}}),
+    }
+
+
+VALUE_SETS = ("defaults", "values-gaudi", "scaled", "secret", "everything")
+RELEASES = {"defaults": None, "secret": "prod"}  # None: the chart's name; "prod": a release that is not
+
+
+@pytest.fixture(params=VALUE_SETS, scope="module")
+def rendered(request, project) -> tuple[Any, Path, dict[str, Any], list[dict[str, Any]]]:
+    pipeline, folder = project
+    chart = checks.chart_dir(folder)
+    values = value_sets(chart)[request.param]
+    return pipeline, chart, values, checks.render(chart, values, release=RELEASES.get(request.param),
+                                                  namespace="opea")
+
+
+def compose_of(folder: Path) -> dict[str, Any]:
+    return yaml.safe_load((folder / "compose.yaml").read_text())["services"]
+
+
+# ---------------------------------------------------------------- lint, schemas, semantics
+
+
+def test_value_sets_are_what_the_chart_ships(project):
+    _, folder = project
+    chart = checks.chart_dir(folder)
+    assert set(value_sets(chart)) == set(VALUE_SETS)
+    assert [path.stem for path in checks.accelerator_files(chart)] == sorted(ACCELERATORS)
+
+
+def test_lint_strict_passes(rendered):
+    _, chart, values, _ = rendered
+    assert checks.lint(chart, values) == []
+
+
+@pytest.mark.parametrize("kube_version", checks.KUBE_VERSIONS)
+def test_every_manifest_validates_strictly(rendered, kube_version):
+    _, _, _, documents = rendered
+    assert documents
+    assert checks.schema_problems(documents, kube_version) == []
+
+
+def test_semantics_a_schema_cannot_check(rendered):
+    _, _, _, documents = rendered
+    assert checks.semantic_problems(documents) == []
+
+
+def test_values_files_hold_no_secret(project):
+    _, folder = project
+    chart = checks.chart_dir(folder)
+    for path in [chart / "values.yaml", *checks.accelerator_files(chart)]:
+        assert checks.values_secret_problems(yaml.safe_load(path.read_text()) or {}) == [], path
+
+
+def test_what_is_rendered(rendered):
+    pipeline, _, values, documents = rendered
+    components = len(pipeline.services) + 1
+    kinds = [document["kind"] for document in documents]
+    scaled = "autoscaling" in str(values)
+    assert kinds.count("Deployment") == kinds.count("Service") == components
+    assert kinds.count("HorizontalPodAutoscaler") == kinds.count("PodDisruptionBudget") == (components if scaled
+                                                                                             else 0)
+    assert len(checks.helm_tests(documents)) == 1
+    assert set(kinds) <= {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Pod"}
+
+
+# ---------------------------------------------------------------- the same pipeline as compose.yaml
+
+
+def test_every_node_runs_as_compose_runs_it(project):
+    pipeline, folder = project
+    chart = checks.chart_dir(folder)
+    documents = checks.render(chart, {"secrets": {"existingSecret": "app-secrets"}})
+    compose = compose_of(folder)
+    for service in pipeline.services:
+        deployment = checks.deployment_of(documents, dns(service.name))
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        composed = compose[dns(service.name)]
+        expected_image = service.image or composed["image"].replace("${REGISTRY:-opea}", "opea").replace(
+            "${TAG:-latest}", "latest")
+        assert container["image"] == expected_image
+        assert [port["containerPort"] for port in container["ports"]] == [service.port]
+        env = {entry["name"]: entry for entry in container["env"]}
+        assert set(env) == set(composed["environment"])
+        for name, value in composed["environment"].items():
+            if checks.SECRET_NAME.search(name):
+                assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "app-secrets", name
+            elif name != "no_proxy":
+                assert env[name]["value"] == re.sub(r"^\$\{[A-Za-z_]+:-(.*)\}$", r"\1", value), name
+
+
+def test_the_megaservice_finds_every_node_at_its_service(project):
+    """<NODE>_SERVICE_HOST_IP: compose's service name there, the Service of that node's pods here; same ports."""
+    pipeline, folder = project
+    chart = checks.chart_dir(folder)
+    compose = compose_of(folder)["megaservice"]["environment"]
+    for release in (None, "prod"):
+        documents = checks.render(chart, release=release)
+        megaservice = checks.deployment_of(documents, "megaservice")
+        env = checks.container_env(documents, megaservice["metadata"]["name"])
+        services = checks.of_kind(documents, "Service")
+        wiring = {name for name in env if name.endswith(("_SERVICE_HOST_IP", "_SERVICE_PORT"))}
+        assert wiring == {name for name in compose if name.endswith(("_SERVICE_HOST_IP", "_SERVICE_PORT"))}
+        for service in pipeline.services:
+            host = env[f"{prefix(service.name)}_SERVICE_HOST_IP"]["value"]
+            assert services[host]["spec"]["selector"]["app.kubernetes.io/component"] == compose[
+                f"{prefix(service.name)}_SERVICE_HOST_IP"]
+            assert env[f"{prefix(service.name)}_SERVICE_PORT"]["value"] == str(service.port)
+            assert services[host]["spec"]["ports"][0]["port"] == service.port
+        for name in ("MEGA_SERVICE_HOST", "MEGA_SERVICE_PORT", "MEGA_SERVICE_TIMEOUT"):
+            assert env[name]["value"] == re.sub(r"^\$\{[A-Za-z_]+:-(.*)\}$", r"\1", compose[name])
+        if release:
+            assert all(host.startswith(f"{release}-") for host in services)
+
+
+def test_probes_are_composes_healthchecks(project):
+    """Liveness on /v1/health_check; readiness where compose waits: /v1/health/ready for the megaservice."""
+    _, folder = project
+    documents = checks.render(checks.chart_dir(folder))
+    compose = compose_of(folder)
+    for key, service in compose.items():
+        container = checks.deployment_of(documents, key)["spec"]["template"]["spec"]["containers"][0]
+        healthcheck = re.search(r"http://127\.0\.0\.1:\d+(/\S*)", " ".join(service["healthcheck"]["test"])).group(1)
+        assert container["readinessProbe"]["httpGet"]["path"] == healthcheck
+        assert container["livenessProbe"]["httpGet"]["path"] == "/v1/health_check"
+        assert container["startupProbe"]["httpGet"]["path"] == "/v1/health_check"
+    megaservice = checks.deployment_of(documents, "megaservice")["spec"]["template"]["spec"]["containers"][0]
+    assert megaservice["readinessProbe"]["httpGet"]["path"] == "/v1/health/ready"
+
+
+def test_helm_test_sends_what_test_compose_sends(project):
+    pipeline, folder = project
+    documents = checks.render(checks.chart_dir(folder))
+    (hook,) = checks.helm_tests(documents)
+    command = hook["spec"]["containers"][0]["command"]
+    script = (folder / "tests" / "test_compose.sh").read_text()
+    block = script[script.index("validate_megaservice() {"):].splitlines()[1:7]
+    words = [shlex.split(line.strip().removesuffix("\\").strip())[0] for line in block]
+    assert words[0] == "validate_service"  # URL EXPECTED NAME CONTAINER PAYLOAD
+    url, expected, _, _, payload = words[1:]
+    megaservice = checks.deployment_of(documents, "megaservice")["metadata"]["name"]
+    assert command[3:] == [url.replace("127.0.0.1", megaservice), payload, expected, pipeline.megaservice.protocol]
+    assert hook["metadata"]["annotations"][checks.HOOK] == "test"
+    assert hook["spec"]["restartPolicy"] == "Never"
+
+
+def test_accelerator_files_give_each_llm_type_node_one_accelerator(project):
+    pipeline, folder = project
+    chart = checks.chart_dir(folder)
+    for stem, resource in ACCELERATORS.items():
+        documents = checks.render(chart, checks.read_values(chart / f"{stem}.yaml"))
+        for service in pipeline.services:
+            spec = checks.deployment_of(documents, dns(service.name))["spec"]["template"]["spec"]
+            limits = spec["containers"][0]["resources"]["limits"]
+            if service.type.lower() in LLM_TYPES:
+                assert limits[resource] == 1 and limits["cpu"] == "1", (stem, service.name)  # merged onto the CPU's
+                assert spec["tolerations"][0]["key"] == resource
+            else:
+                assert resource not in limits and "tolerations" not in spec, (stem, service.name)
+        megaservice = checks.deployment_of(documents, "megaservice")["spec"]["template"]["spec"]["containers"][0]
+        assert resource not in megaservice["resources"]["limits"]
+
+
+def test_replicas_and_autoscaling(project):
+    pipeline, folder = project
+    chart = checks.chart_dir(folder)
+    keys = [dns(service.name) for service in pipeline.services]
+    documents = checks.render(chart, {"megaservice": {"replicas": 2}, "services": {key: {"replicas": 3}
+                                                                                    for key in keys}})
+    assert {document["spec"]["replicas"] for document in checks.of_kind(documents, "Deployment").values()} == (
+        {2, 3})
+    assert not checks.of_kind(documents, "HorizontalPodAutoscaler")
+    one = keys[0]
+    documents = checks.render(chart, {"services": {one: {"autoscaling": {"enabled": True, "maxReplicas": 7},
+                                                         "podDisruptionBudget": {"enabled": True,
+                                                                                 "minAvailable": 1}}}})
+    (hpa,) = checks.of_kind(documents, "HorizontalPodAutoscaler").values()
+    (pdb,) = checks.of_kind(documents, "PodDisruptionBudget").values()
+    assert hpa["spec"]["maxReplicas"] == 7 and pdb["spec"] == {"minAvailable": 1, "selector": pdb["spec"]["selector"]}
+    assert "replicas" not in checks.deployment_of(documents, one)["spec"]
+    assert checks.semantic_problems(documents) == []
+
+
+def test_chart_metadata_follows_the_project(project):
+    pipeline, folder = project
+    chart = checks.chart_dir(folder)
+    metadata = yaml.safe_load((chart / "Chart.yaml").read_text())
+    assert chart.name == metadata["name"] == dns(pipeline.name)
+    assert metadata["apiVersion"] == "v2" and metadata["type"] == "application"
+    # appVersion is the project's version: the one pyproject.toml's template writes.
+    pyproject = (REPO / "templates" / "megaservice" / "pyproject.toml.jinja").read_text()
+    assert metadata["appVersion"] == re.search(r'^version = "(.+)"$', pyproject, re.MULTILINE).group(1)
+    assert metadata["annotations"]["opea-new/runtime"] == pipeline.runtime
+
+
+def test_the_chart_templates_are_static_and_generic():
+    """Helm's {{ }} never meets Jinja: only Chart.yaml, values.yaml and the accelerator files are rendered."""
+    (chart,) = (COMPOSE_TEMPLATE / "template" / "deploy" / "helm").iterdir()
+    rendered = sorted(path.relative_to(chart).as_posix() for path in chart.rglob("*.jinja"))
+    assert rendered == ["Chart.yaml.jinja", "values-gaudi.yaml.jinja", "values.yaml.jinja"]
+    for path in (chart / "templates").rglob("*"):
+        assert path.is_dir() or path.suffix != ".jinja", path
+
+
+# ---------------------------------------------------------------- each check catches what it is there for
+
+
+@pytest.fixture(scope="module")
+def chatqna(tmp_path_factory) -> tuple[Path, list[dict[str, Any]]]:
+    destination = tmp_path_factory.mktemp("chatqna-broken")
+    copier_render(COMPOSE_TEMPLATE, render.compose_answers(PIPELINES["chatqna"]), destination)
+    chart = checks.chart_dir(destination)
+    return chart, checks.render(chart, checks.scaled(chart))
+
+
+def find(documents: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any]:
+    return next(document for document in documents if document["kind"] == kind
+                and document["metadata"]["labels"]["app.kubernetes.io/component"] == component)
+
+
+def pod(documents, component="megaservice") -> dict[str, Any]:
+    return find(documents, "Deployment", component)["spec"]["template"]["spec"]
+
+
+def env_entry(documents, name, component="megaservice") -> dict[str, Any]:
+    return next(entry for entry in pod(documents, component)["containers"][0]["env"] if entry["name"] == name)
+
+
+def _wrong_host(documents):
+    env_entry(documents, "LLM_SERVICE_HOST_IP")["value"] = "llm"  # compose's name, not the Service's
+
+
+def _wrong_port(documents):
+    env_entry(documents, "RERANK_SERVICE_PORT")["value"] = "8001"
+
+
+def _selector(documents):
+    find(documents, "Service", "retriever")["spec"]["selector"]["app.kubernetes.io/component"] = "retriver"
+
+
+def _target_port(documents):
+    find(documents, "Service", "embedding")["spec"]["ports"][0]["targetPort"] = 6001
+
+
+def _probe_port(documents):
+    pod(documents, "llm")["containers"][0]["readinessProbe"]["httpGet"]["port"] = 9001
+
+
+def _token_literal(documents):
+    pod(documents, "llm")["containers"][0]["env"].append({"name": "HF_TOKEN", "value": ""})
+
+
+def _token_value(documents):
+    pod(documents, "llm")["containers"][0]["env"].append({"name": "EXTRA", "value": "hf_abcdefghijklmnop"})
+
+
+def _config_map(documents):
+    documents.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+                      "data": {"LLM_API_KEY": "x"}})
+
+
+def _no_security_context(documents):
+    del pod(documents, "rerank")["containers"][0]["securityContext"]
+
+
+def _writable_root(documents):
+    pod(documents, "rerank")["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False
+
+
+def _capabilities(documents):
+    pod(documents, "rerank")["containers"][0]["securityContext"]["capabilities"] = {"drop": ["NET_RAW"]}
+
+
+def _escalation(documents):
+    del pod(documents)["containers"][0]["securityContext"]["allowPrivilegeEscalation"]
+
+
+def _root(documents):
+    for context in (pod(documents)["securityContext"], pod(documents)["containers"][0]["securityContext"]):
+        context.pop("runAsNonRoot")
+
+
+def _seccomp(documents):
+    for context in (pod(documents)["securityContext"], pod(documents)["containers"][0]["securityContext"]):
+        context["seccompProfile"] = {"type": "Unconfined"}
+
+
+def _test_pod_unhardened(documents):
+    (hook,) = checks.helm_tests(documents)
+    del hook["spec"]["containers"][0]["securityContext"]
+
+
+def _hpa_target(documents):
+    find(documents, "HorizontalPodAutoscaler", "llm")["spec"]["scaleTargetRef"]["name"] = "chatqna-lm"
+
+
+def _hpa_and_replicas(documents):
+    find(documents, "Deployment", "llm")["spec"]["replicas"] = 2
+
+
+def _pdb_selector(documents):
+    find(documents, "PodDisruptionBudget", "llm")["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] = "x"
+
+
+def _no_limits(documents):
+    del pod(documents, "embedding")["containers"][0]["resources"]["limits"]
+
+
+def _no_probe(documents):
+    del pod(documents, "embedding")["containers"][0]["livenessProbe"]
+
+
+BREAKAGES = {
+    "a host that is not a Service": (_wrong_host, "LLM_SERVICE_HOST_IP='llm' is not a Service"),
+    "a port that is not the Service's": (_wrong_port, "RERANK_SERVICE_PORT='8001' is not a port"),
+    "a selector that matches no pods": (_selector, "matches no Deployment's pods"),
+    "a targetPort no container exposes": (_target_port, "targetPort 6001 is not a port"),
+    "a probe on an unexposed port": (_probe_port, "hits port 9001"),
+    "a token as an env literal": (_token_literal, "HF_TOKEN is an env literal"),
+    "a token-shaped value": (_token_value, "looks like a token"),
+    "a key in a ConfigMap": (_config_map, "ConfigMap/settings: LLM_API_KEY looks like a secret"),
+    "no securityContext": (_no_security_context, "has no securityContext"),
+    "a writable root": (_writable_root, "readOnlyRootFilesystem"),
+    "capabilities kept": (_capabilities, "keeps capabilities"),
+    "privilege escalation": (_escalation, "allows privilege escalation"),
+    "maybe root": (_root, "may run as root"),
+    "no seccomp": (_seccomp, "seccomp profile 'Unconfined'"),
+    "an unhardened test pod": (_test_pod_unhardened, "container test has no securityContext"),
+    "an HPA of nothing": (_hpa_target, "not a Deployment of the chart"),
+    "an HPA fighting fixed replicas": (_hpa_and_replicas, "also fixes its replicas"),
+    "a PDB of nothing": (_pdb_selector, "PodDisruptionBudget/chatqna-llm: its selector"),
+    "no limits": (_no_limits, "has no limits for cpu, memory"),
+    "no liveness probe": (_no_probe, "has no livenessProbe"),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_semantic_checks_catch_a_broken_manifest(chatqna, breakage):
+    _, documents = chatqna
+    assert checks.semantic_problems(documents) == []  # the same documents, unbroken, pass
+    broken = copy.deepcopy(documents)
+    mutate, expected = BREAKAGES[breakage]
+    mutate(broken)
+    problems = checks.semantic_problems(broken)
+    assert any(expected in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize(("where", "change"), [
+    ("an unknown field", lambda d: d["spec"]["template"]["spec"].update(enableServiceLink=False)),
+    ("a wrong type", lambda d: d["spec"]["template"]["spec"]["containers"][0]["ports"][0].update(
+        containerPort="6000")),
+    ("a missing required field", lambda d: d["spec"]["template"]["spec"]["containers"][0].pop("name")),
+])
+def test_strict_schemas_catch_a_broken_manifest(chatqna, where, change):
+    _, documents = chatqna
+    deployment = copy.deepcopy(find(documents, "Deployment", "embedding"))
+    assert checks.schema_problems([deployment], checks.KUBE_VERSIONS[0]) == []
+    change(deployment)
+    assert checks.schema_problems([deployment], checks.KUBE_VERSIONS[0]), where
+
+
+def test_strict_is_what_catches_an_unknown_field(chatqna):
+    _, documents = chatqna
+    service = copy.deepcopy(find(documents, "Service", "llm"))
+    service["spec"]["ports"][0]["targetPorts"] = "http"  # a typo
+    kubernetes_validate.validate(service, checks.KUBE_VERSIONS[0], strict=False)  # lenient: passes
+    assert checks.schema_problems([service], checks.KUBE_VERSIONS[0])
+
+
+def test_lint_catches_a_broken_chart(chatqna, tmp_path):
+    chart, _ = chatqna
+    broken = shutil.copytree(chart, tmp_path / chart.name)
+    (broken / "templates" / "services.yaml").write_text("{{ if }}\n")
+    assert checks.lint(broken)
+    metadata = broken / "Chart.yaml"
+    shutil.copy(chart / "templates" / "services.yaml", broken / "templates" / "services.yaml")
+    assert checks.lint(broken) == []
+    metadata.write_text(metadata.read_text().replace("version: 0.1.0\n", ""))
+    assert any("version" in problem for problem in checks.lint(broken))
+
+
+def test_the_chart_refuses_a_secret_as_a_plain_value(chatqna):
+    chart, _ = chatqna
+    for component in ({"services": {"llm": {"env": {"LLM_API_KEY": "sk-abc"}}}},
+                      {"megaservice": {"env": {"HF_TOKEN": "hf_abc"}}}):
+        with pytest.raises(helm.HelmRenderError, match="looks like a secret"):
+            checks.render(chart, component)
+
+
+def test_without_a_secret_no_secret_variable_is_set(chatqna):
+    chart, _ = chatqna
+    documents = checks.render(chart)
+    for _, _, spec in checks.pod_specs(documents):
+        for container in checks.containers(spec):
+            assert not [entry for entry in container.get("env") or [] if checks.SECRET_NAME.search(entry["name"])]
+
+
+def test_values_secret_check_catches_a_literal():
+    assert checks.values_secret_problems({"services": {"llm": {"secretEnv": {"LLM_API_KEY": "LLM_API_KEY"}}}}) == []
+    assert checks.values_secret_problems({"services": {"llm": {"env": {"LLM_API_KEY": "abc"}}}})
+    assert checks.values_secret_problems({"proxy": {"http_proxy": "hf_abcdefghijklmnop"}})
+
+
+# ---------------------------------------------------------------- the generated project's own check (make chart)
+
+
+@pytest.mark.parametrize("spec", [None, E2E_SPECS / "fan-out-in.json"], ids=["defaults", "fan-out-in"])
+def test_the_projects_own_chart_tests_pass(spec, tmp_path):
+    project = tmp_path / "project"
+    result = run_cli("megaservice", *(["--spec", spec] if spec else ["--defaults"]), "--output", project)
+    assert result.returncode == 0, result.stderr
+    # What `make chart` runs, with this venv's pinned helm-python-sdk and kubernetes-validate.
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            "--confcutdir=tests/chart", "tests/chart"], cwd=project, capture_output=True, text=True,
+                           timeout=300)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    summary = tests.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+ passed in [\d.]+s( \(\d+:\d+:\d+\))?", summary), summary  # nothing skipped or failed
+    make = shutil.which("make") or pytest.skip("make is not installed")
+    dry = subprocess.run([make, "-n", "chart", "VENV=/x/venv"], cwd=project, capture_output=True, text=True,
+                         check=True).stdout
+    assert "/x/venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-chart.txt" in dry
+    assert "/x/venv/bin/python -m pytest -q --confcutdir=tests/chart tests/chart" in dry
+    # `make test` needs nothing new: the project's pytest settings leave tests/chart out.
+    assert "--ignore=tests/chart" in (project / "pyproject.toml").read_text()
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+    assert [step.get("run") for step in workflow["jobs"]["chart"]["steps"]][-1] == "make chart"
+    kind = "\n".join(step.get("run") or step.get("uses") for step in workflow["jobs"]["kind"]["steps"])
+    for command in ("helm/kind-action", "docker compose build", "kind load docker-image", "helm install", "--wait",
+                    "helm test"):
+        assert command in kind, command
+    readme = (project / "README.md").read_text()
+    section = readme[readme.index("## On Kubernetes (Helm)"):readme.index("## Plugging in real backends")]
+    name = checks.chart_dir(project).name
+    for text in (f"helm install {name} deploy/helm/{name}", f"helm test {name}", "make chart", "image.registry",
+                 "secrets.existingSecret", "replicas", "autoscaling.enabled", "values-gaudi.yaml"):
+        assert text in section, text
+
+
+def test_the_projects_chart_tests_fail_on_a_broken_chart(tmp_path):
+    """The project's tests can fail: a securityContext weakened in its values is reported."""
+    project = tmp_path / "project"
+    assert run_cli("megaservice", "--defaults", "--output", project).returncode == 0
+    values = project / "deploy" / "helm" / "chatqna" / "values.yaml"
+    text = values.read_text()
+    assert text.count("  readOnlyRootFilesystem: true\n") == 1
+    values.write_text(text.replace("  readOnlyRootFilesystem: true\n", "  readOnlyRootFilesystem: false\n"))
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            "--confcutdir=tests/chart", "tests/chart"], cwd=project, capture_output=True, text=True,
+                           timeout=300)
+    assert tests.returncode == 1, tests.stdout
+    assert "failed" in tests.stdout and "the root file system is writable" in tests.stdout
+
+
+def test_the_requirements_pin_what_this_repository_tests_with():
+    import tomllib
+    from importlib.metadata import version
+
+    pins = dict(line.split("==") for line in (COMPOSE_TEMPLATE / "template" / "requirements-chart.txt").read_text()
+                .splitlines() if "==" in line and not line.startswith("#"))
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    for package in ("helm-python-sdk", "kubernetes-validate"):
+        assert f"{package}=={pins[package]}" in extra, package
+        assert version(package) == pins[package], package
+    megaservice_dev = (REPO / "templates" / "megaservice" / "requirements-dev.txt").read_text()
+    for package in ("pytest", "pyyaml"):
+        assert f"{package}=={pins[package]}" in megaservice_dev, package  # one project venv holds both files
