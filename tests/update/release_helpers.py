@@ -1,12 +1,13 @@
-"""Helpers of the release upgrade tests: the real opea-new 0.1.0, real 0.1.0 projects, a user's edits, two updates.
+"""Helpers of the release upgrade tests: real old releases, their projects, a user's edits, two updates.
 
-The 0.1.0 tool is installed from this repository's own history (`git archive
-0dc6579`) into a venv of its own, cached by commit and Python, and always runs
-with a HOME of its own so its template cache never meets the current one. The
-projects it generates get the edits a user makes (a wrapper around the LLM stub,
-an align hook, a README section, tests and files of their own), committed, and
-are then taken to the installed release with `opea-new update` or with plain
-copier, part by part, as the project README says.
+Each old release (OLD_RELEASES: 0.1.0 at 0dc6579, 0.2.0 at 38e3abc) is installed
+from this repository's own history (`git archive <commit>`) into a venv of its
+own, cached by commit and Python, and always runs with a HOME of its own so its
+template cache never meets the current one. The projects it generates get the
+edits a user makes (a wrapper around the LLM stub, an align hook, a README
+section, tests and files of their own), committed, and are then taken to the
+installed release with `opea-new update` or with plain copier, part by part, as
+the project README says.
 """
 
 from __future__ import annotations
@@ -30,8 +31,18 @@ from opea_new import __version__
 from tests.conftest import REPO, free_ports, opea_new_command
 from tests.update.helpers import append, commit_all, git
 
-OLD_COMMIT = "0dc6579"
-OLD_VERSION = "0.1.0"
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    commit: str  # the commit of this repository that was released as `version`
+
+
+# Every release users may hold, oldest first: each must update to the installed one.
+OLD_RELEASES = (Release("0.1.0", "0dc6579"), Release("0.2.0", "38e3abc"))
+FIRST = OLD_RELEASES[0]
+OLD_COMMIT = FIRST.commit
+OLD_VERSION = FIRST.version
 NEW_VERSION = __version__
 RUNTIME_DISTRIBUTION = "opea-new-runtime"
 WHEEL = f"opea_new_runtime-{NEW_VERSION}-py3-none-any.whl"
@@ -198,8 +209,8 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def install_release(cache: Path, commit: str = OLD_COMMIT) -> Path:
-    """A venv with opea-new as released at `commit` (from this repository's history); reused while it is whole."""
+def install_release(cache: Path, commit: str = OLD_COMMIT, version: str = OLD_VERSION) -> Path:
+    """A venv with opea-new `version` as released at `commit` (from this repository's history); reused while whole."""
     sha = full_commit(commit)
     python = f"py{sys.version_info.major}{sys.version_info.minor}"
     venv = cache / f"opea-new-{sha[:12]}-{python}"
@@ -218,9 +229,9 @@ def install_release(cache: Path, commit: str = OLD_COMMIT) -> Path:
                                   "--disable-pip-version-check", str(source)], capture_output=True, text=True,
                                  timeout=600)
         assert install.returncode == 0, f"pip install of opea-new at {commit} failed:\n{install.stderr[-4000:]}"
-        version = subprocess.run([str(venv / "bin" / "opea-new"), "--version"], capture_output=True, text=True,
+        shown = subprocess.run([str(venv / "bin" / "opea-new"), "--version"], capture_output=True, text=True,
                                  timeout=60, env=old_tool_environment(venv))
-        assert OLD_VERSION in version.stdout, version.stdout + version.stderr
+        assert version in shown.stdout, shown.stdout + shown.stderr
         done.write_text(f"{sha}\n")
     return venv
 
@@ -245,13 +256,14 @@ class Releases:
     root: Path
     old_venv: Path
     templates: Path  # a snapshot of the current templates, so edits during the run cannot move v<current>
+    old_version: str = OLD_VERSION
     _origins: dict[str, Path] = field(default_factory=dict)
     _updated: dict[tuple[str, str], Path] = field(default_factory=dict)
     _fresh: dict[str, Path] = field(default_factory=dict)
 
     @property
     def old_home(self) -> Path:
-        return self.root / "home-0.1.0"
+        return self.root / f"home-{self.old_version}"
 
     @property
     def new_home(self) -> Path:
@@ -272,7 +284,7 @@ class Releases:
     # -- projects
 
     def origin(self, name: str) -> Path:
-        """The 0.1.0 project `name` ("chatqna": `--defaults`; "guarded": the lite spec) with the user's edits."""
+        """The old release's project `name` ("chatqna": `--defaults`; "guarded": the lite spec), edited by a user."""
         if name not in self._origins:
             folder = self.root / "origins"
             folder.mkdir(exist_ok=True)
@@ -285,14 +297,14 @@ class Releases:
                 result = self.old("megaservice", "--spec", spec, "--output", project, cwd=folder)
             assert result.returncode == 0, result.stdout + result.stderr
             answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-            assert answers["_commit"] == f"v{OLD_VERSION}", answers
-            git(project, "tag", "generated")  # the pristine 0.1.0 rendering, before the user's edits
+            assert answers["_commit"] == f"v{self.old_version}", answers
+            git(project, "tag", "generated")  # the pristine old rendering, before the user's edits
             edit_like_a_user(project)
             self._origins[name] = project
         return self._origins[name]
 
     def updated(self, name: str, method: str) -> Path:
-        """A clone of the edited 0.1.0 project taken to the current release by `method` ("opea-new" | "copier")."""
+        """A clone of the edited old project taken to the current release by `method` ("opea-new" | "copier")."""
         key = (name, method)
         if key not in self._updated:
             origin = self.origin(name)

@@ -1,15 +1,17 @@
-"""The way users travel from opea-new 0.1.0 to the installed release, on real 0.1.0 projects.
+"""The way users travel from every earlier release (0.1.0, 0.2.0) to the installed one, on real projects.
 
-The real opea-new 0.1.0 (this repository at 0dc6579, pip-installed into a venv of
-its own, with a HOME of its own) generates two projects: the default pipeline
+Each real old release (this repository at the commit it was released from,
+release_helpers.OLD_RELEASES, pip-installed into a venv of its own, with a HOME
+of its own) generates two projects: the default pipeline
 (`megaservice --defaults`, comps runtime) and a lite one whose guardrail decides
 by a condition which branch runs. A user edits them as users do — a wrapper
 around the LLM stub that signs every answer, an align hook, a README section,
 tests of their own at the root and in a service, notes and data files — and
 commits. Each is then updated twice, on two clones: with the installed
 `opea-new update`, and with plain copier part by part, as the project README
-says. Both must keep every edit byte for byte, leave no conflict, drop the
-0.1.0 framework files (now in the runtime library), carry the runtime's wheel
+says. Both must keep every edit byte for byte, leave no conflict, drop what the
+old release rendered and the installed one does not (from 0.1.0: the framework
+files, now in the runtime library), carry the runtime's wheel
 in `vendor/` and pin it, record the new version, and arrive at exactly what
 the installed opea-new generates for the same pipeline plus the user's work.
 The slow part installs, tests and serves the updated projects.
@@ -34,8 +36,7 @@ from tests.conftest import REPO
 from tests.update.helpers import git
 from tests.update.release_helpers import (
     NEW_VERSION,
-    OLD_COMMIT,
-    OLD_VERSION,
+    OLD_RELEASES,
     README_SECTION,
     RUNTIME_DISTRIBUTION,
     RUNTIME_NAMED,
@@ -60,7 +61,7 @@ PROJECTS = ("chatqna", "guarded")
 METHODS = ("opea-new", "copier")
 UPDATES = [pytest.param(project, method, id=f"{project}-{method}") for project in PROJECTS for method in METHODS]
 
-# Files the user owns in 0.1.0 (its copier.yml `_skip_if_exists`): written once, never touched by an update.
+# Files the user owns in 0.1.0 and 0.2.0 (their copier.yml `_skip_if_exists`): written once, never touched by an update.
 USER_OWNED = ("megaservice/hooks.py", "services/*/app/backend.py")
 
 # 0.1.0's framework, which the runtime library holds since 0.2.0: a few that must be gone, named here;
@@ -74,23 +75,24 @@ DOCKERFILES_0_1_0 = ("megaservice/Dockerfile",)
 SERVICE_DOCKERFILES_0_1_0 = ("Dockerfile",)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=OLD_RELEASES, ids=[f"from-{old.version}" for old in OLD_RELEASES])
 def releases(tmp_path_factory, request) -> Releases:
+    old = request.param
     if not (REPO / ".git").exists():
-        pytest.skip(f"{REPO} is not a git checkout: opea-new {OLD_VERSION} is installed from its history")
-    found = git(REPO, "cat-file", "-t", f"{OLD_COMMIT}^{{commit}}", check=False).strip()
-    assert found == "commit", (f"commit {OLD_COMMIT} (opea-new {OLD_VERSION}) is not in {REPO}: "
+        pytest.skip(f"{REPO} is not a git checkout: opea-new {old.version} is installed from its history")
+    found = git(REPO, "cat-file", "-t", f"{old.commit}^{{commit}}", check=False).strip()
+    assert found == "commit", (f"commit {old.commit} (opea-new {old.version}) is not in {REPO}: "
                                "fetch the full history (git fetch --unshallow)")
     # The old release's venv outlives the run (pytest's cache folder, or OPEA_NEW_TEST_CACHE), keyed by commit.
     pytest_cache = getattr(request.config, "cache", None)
     cache = Path(os.environ.get("OPEA_NEW_TEST_CACHE") or (pytest_cache.mkdir("opea-new-releases") if pytest_cache
                                                             else tmp_path_factory.mktemp("opea-new-releases")))
-    venv = install_release(cache)
-    root = tmp_path_factory.mktemp("release-upgrade")
+    venv = install_release(cache, old.commit, old.version)
+    root = tmp_path_factory.mktemp(f"release-upgrade-{old.version}")
     templates = root / "templates-current"
     source = Path(os.environ.get("OPEA_NEW_TEST_TEMPLATES") or REPO / "templates")
     shutil.copytree(source, templates, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return Releases(root, venv, templates)
+    return Releases(root, venv, templates, old.version)
 
 
 def is_user_owned(path: str) -> bool:
@@ -104,15 +106,15 @@ def services_of(project: Path) -> list[str]:
 # ---------------------------------------------------------------- the old release itself
 
 
-def test_the_0_1_0_tool_builds_the_v0_1_0_that_is_recorded(releases):
-    """What 0.1.0 users' caches hold is what the packaged history says v0.1.0 is."""
+def test_the_old_tool_builds_the_release_that_is_recorded(releases):
+    """What the old release's users' caches hold is what the packaged history says that release is."""
     releases.origin("chatqna")
     for name in template_store.TEMPLATE_NAMES:
         cache = releases.old_home / ".cache" / "opea-new" / "templates" / f"{name}.git"
-        theirs = git(REPO, f"--git-dir={cache}", "rev-parse", f"refs/tags/v{OLD_VERSION}").strip()
+        theirs = git(REPO, f"--git-dir={cache}", "rev-parse", f"refs/tags/v{releases.old_version}").strip()
         heads = git(REPO, "bundle", "list-heads", str(template_store.history_dir() / f"{name}.bundle"))
         recorded = {ref: commit for commit, ref in (line.split(" ", 1) for line in heads.splitlines())}
-        assert recorded[f"refs/tags/v{OLD_VERSION}"] == theirs, name
+        assert recorded[f"refs/tags/v{releases.old_version}"] == theirs, name
 
 
 # ---------------------------------------------------------------- after the update
@@ -125,7 +127,7 @@ def test_every_user_edit_is_kept_byte_for_byte(releases, project, method):
         assert (updated / path).is_file(), f"{path} is gone"
         assert (updated / path).read_bytes() == text.encode(), f"{path} is not the user's any more"
     assert README_SECTION in (updated / "README.md").read_text(), "the user's README section is gone"
-    # The user-owned files nobody edited stay exactly as 0.1.0 wrote them, too.
+    # The user-owned files nobody edited stay exactly as the old release wrote them, too.
     origin = releases.origin(project)
     for path in sorted(tracked_files(origin, "generated")):
         if is_user_owned(path) and path not in user_files(updated):
@@ -138,20 +140,24 @@ def test_no_conflict_markers_anywhere(releases, project, method):
 
 
 @pytest.mark.parametrize(("project", "method"), UPDATES)
-def test_the_0_1_0_framework_files_are_gone(releases, project, method):
+def test_what_only_the_old_release_rendered_is_gone(releases, project, method):
+    """Files the old release rendered and the installed one does not are removed (from 0.1.0: its framework)."""
     updated, origin, fresh = releases.updated(project, method), releases.origin(project), releases.fresh(project)
-    named = [*FRAMEWORK_0_1_0, *DOCKERFILES_0_1_0] + [
-        f"services/{service}/{path}" for service in services_of(updated)
-        for path in (*SERVICE_FRAMEWORK_0_1_0, *SERVICE_DOCKERFILES_0_1_0)]
-    assert set(named) <= tracked_files(origin, "generated"), "0.1.0 did not generate every file named here"
+    named = []
+    if releases.old_version == "0.1.0":  # its framework moved into the runtime library: these, at least, went
+        named = [*FRAMEWORK_0_1_0, *DOCKERFILES_0_1_0] + [
+            f"services/{service}/{path}" for service in services_of(updated)
+            for path in (*SERVICE_FRAMEWORK_0_1_0, *SERVICE_DOCKERFILES_0_1_0)]
+        assert set(named) <= tracked_files(origin, "generated"), "0.1.0 did not generate every file named here"
     dropped = sorted(tracked_files(origin, "generated") - tracked_files(fresh) - set(user_files(updated)))
     dropped = [path for path in dropped if not is_user_owned(path)]
     left = sorted({path for path in [*named, *dropped] if (updated / path).exists()})
     if (origin / "megaservice" / "lite").is_dir() and (updated / "megaservice" / "lite").exists():
         left.append("megaservice/lite/")
-    assert left == [], f"0.1.0 framework files still in the project after the update: {left}"
-    assert dropped, "the installed release renders every 0.1.0 file: nothing moved into the runtime library?"
-    assert (updated / "Dockerfile").read_bytes() == (fresh / "Dockerfile").read_bytes()  # what replaced them
+    assert left == [], f"{releases.old_version} files still in the project after the update: {left}"
+    if releases.old_version == "0.1.0":
+        assert dropped, "the installed release renders every 0.1.0 file: nothing moved into the runtime library?"
+    assert (updated / "Dockerfile").read_bytes() == (fresh / "Dockerfile").read_bytes()
 
 
 @pytest.mark.parametrize(("project", "method"), UPDATES)
