@@ -14,10 +14,14 @@ from opea_new_runtime.protocol import (
     RequestError,
     StreamDecoder,
     StreamError,
+    counted_usage,
+    finish_reason_of,
+    openai_error_body,
     parse_chat_request,
     parse_raw_request,
     spec_name,
     text_of,
+    usage_of,
     words,
 )
 
@@ -214,3 +218,53 @@ def test_openai_answers_get_opea_fields():
     completion = {"choices": [{"message": {"content": "hi"}}]}
     assert align.node_outputs("llm", completion, {})["text"] == "hi"
     assert align.node_outputs("undefined", {"x": 1}, {}) == {"x": 1}
+
+
+# ---------------------------------------------------------------- the OpenAI front door's pieces
+
+
+def test_a_stream_decoder_keeps_the_last_finish_reason_and_the_usage_an_event_reports():
+    decoder = StreamDecoder()
+    events = [{"choices": [{"delta": {"content": "Hi"}, "finish_reason": None}]},
+              {"choices": [{"delta": {}, "finish_reason": "length"}]},
+              {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 99}}]
+    pieces = decoder.feed("".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n")
+    assert pieces == ["Hi"] and decoder.done
+    assert decoder.finish_reason == "length"
+    assert decoder.usage == {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}  # summed, not trusted
+
+
+@pytest.mark.parametrize("usage", [None, {}, {"prompt_tokens": 3}, {"prompt_tokens": -1, "completion_tokens": 2},
+                                   {"prompt_tokens": 1.5, "completion_tokens": 2}, {"prompt_tokens": True,
+                                   "completion_tokens": 2}, "12"])
+def test_usage_a_node_reports_only_counts_when_whole(usage):
+    assert usage_of({"usage": usage}) is None
+
+
+def test_usage_is_counted_in_words_when_no_node_reports_it():
+    assert counted_usage("What is OPEA?", "It is a platform.") == {"prompt_tokens": 3, "completion_tokens": 4,
+                                                                   "total_tokens": 7}
+
+
+def test_finish_reasons_are_only_the_known_ones():
+    assert finish_reason_of({"choices": [{"finish_reason": "length"}]}) == "length"
+    for output in ({"choices": [{"finish_reason": "exploded"}]}, {"choices": []}, {"text": "x"}, "x"):
+        assert finish_reason_of(output) is None
+
+
+def test_openai_error_bodies_keep_the_node_and_say_what_kind_of_failure():
+    failed = openai_error_body(NodeError("llm", 500, "boom"))["error"]
+    assert (failed["message"], failed["type"], failed["code"], failed["node"], failed["status"]) == (
+        "llm: boom", "upstream_error", "node_failed", "llm", 500)
+    slow = openai_error_body(NodeError("llm", None, "silent", timeout=True))["error"]
+    assert (slow["type"], slow["code"]) == ("timeout", "node_timeout")
+    refused = openai_error_body(RequestError("messages: missing"))["error"]
+    assert (refused["message"], refused["type"], refused["node"], refused["param"]) == (
+        "messages: missing", "invalid_request_error", None, None)
+
+
+def test_the_opea_stream_format_has_no_usage_event():
+    assert ChatAnswer("m", "opea").usage_chunk({"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}) == ""
+    event = json.loads(ChatAnswer("m").usage_chunk({"prompt_tokens": 1, "completion_tokens": 1,
+                                                     "total_tokens": 2}).removeprefix("data: "))
+    assert event["choices"] == [] and event["usage"]["total_tokens"] == 2

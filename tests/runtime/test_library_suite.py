@@ -25,8 +25,10 @@ def test_the_library_suite_passes_on(runtime, runtime_venvs, tmp_path):
     installed = subprocess.run([str(python), "-c", "import opea_new_runtime; print(opea_new_runtime.__file__)"],
                                capture_output=True, text=True, check=True).stdout
     assert "site-packages" in installed  # the wheel, not a checkout
-    # The suite's property tests need hypothesis, which projects themselves do not install.
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "hypothesis"],
+    # The suite's property tests need hypothesis, which projects themselves do not install; its OpenAI front-door
+    # tests need the SDK (a project's requirements-dev.txt pins the same one).
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "hypothesis",
+                    "openai==1.109.1"],
                    capture_output=True, check=True, timeout=300)
     result = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(LIBRARY_TESTS),

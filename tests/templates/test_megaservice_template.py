@@ -422,7 +422,7 @@ def test_requirements_per_runtime(rendered):
     # --find-links is relative to the file: the project's vendor/ holds the very version pinned.
     assert (requirements.parent / "../vendor").resolve() / Path(WHEEL).name == (project / WHEEL).resolve()
     dev = [line for line in (project / "requirements-dev.txt").read_text().splitlines() if "==" in line]
-    assert {line.split("==")[0] for line in dev} == {"pytest", "httpx", "pyyaml", "docker"}
+    assert {line.split("==")[0] for line in dev} == {"pytest", "httpx", "openai", "pyyaml", "docker"}
 
 
 def test_the_megaservice_code_imports_only_the_runtime_library(rendered):

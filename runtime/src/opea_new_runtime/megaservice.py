@@ -1,6 +1,8 @@
 """The megaservice: the pipeline's HTTP API, a plain FastAPI app served by uvicorn.
 
     POST <endpoint>            the pipeline (protocol chat or raw, see protocol.py)
+    POST /v1/chat/completions  chat protocol: the same pipeline, for OpenAI's SDKs (errors in OpenAI's shape too)
+    GET  /v1/models            chat protocol: the pipeline as the one model (its name), as OpenAI lists models
     GET  /v1/health_check      liveness (also /v1/health and /health): 200 once the process serves
     GET  /v1/health/ready      readiness: 200 {"ready": true, "not_ready": []} when every node answers its
                                /v1/health_check with 200, else 503 {"ready": false, "not_ready": [{"node",
@@ -46,18 +48,24 @@ from .protocol import (
     NodeError,
     RequestError,
     StreamDecoder,
+    counted_usage,
     error_event,
+    finish_reason_of,
+    openai_error_body,
     parse_chat_request,
     parse_raw_request,
     spec_name,
     text_of,
+    usage_of,
     words,
 )
 
 logger = logging.getLogger("megaservice")
 
 CHAT_ANSWER_TYPES = ("llm", "lvm")
+OPENAI_ROUTE = "/v1/chat/completions"
 READY_ROUTE = "/v1/health/ready"
+CREATED = int(time.time())  # when this process started: the `created` of the one model /v1/models lists
 READINESS_TIMEOUT = 2.0  # seconds a node's /v1/health_check may take
 READINESS_CACHE = 1.0  # seconds an answer of /v1/health/ready is kept
 
@@ -88,8 +96,14 @@ def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) 
     handle = chat if megaservice.protocol == "chat" else raw
     readiness = Readiness()
 
-    async def answer(orchestrator: Any, body: bytes | jsonbody.BodyError) -> Response:
-        """The pipeline's answer to a request body (or to why it could not be read): failures answer JSON."""
+    async def answer(orchestrator: Any, body: bytes | jsonbody.BodyError, openai: bool = False) -> Response:
+        """The pipeline's answer to a request body (or to why it could not be read): failures answer JSON.
+
+        `openai`: the request came to /v1/chat/completions, so errors carry OpenAI's fields too.
+        """
+        def failed(error: RequestError | NodeError) -> dict[str, Any]:
+            return openai_error_body(error) if openai else error.body()
+
         counter = orchestrator.statistics.megaservice
         started = time.perf_counter()
         try:
@@ -102,16 +116,16 @@ def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) 
             response = await handle(orchestrator, megaservice, document)
         except RequestError as error:
             counter.record(time.perf_counter() - started, rejected=True)
-            return JSONResponse(error.body(), status_code=error.status)
+            return JSONResponse(failed(error), status_code=error.status)
         except NodeError as error:
             counter.record(time.perf_counter() - started, failed=True)
             logger.warning("%s failed: %s", error.node, error.detail)
-            return JSONResponse(error.body(), status_code=error.http_status)
+            return JSONResponse(failed(error), status_code=error.http_status)
         except Exception as error:  # a bug, here or in the runtime: still a JSON answer
             counter.record(time.perf_counter() - started, failed=True)
             logger.exception("the pipeline failed")
             failure = NodeError(None, None, f"{type(error).__name__}: {error}")
-            return JSONResponse(failure.body(), status_code=500)
+            return JSONResponse(failed(failure), status_code=500)
         counter.record(time.perf_counter() - started)
         return response
 
@@ -120,9 +134,22 @@ def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) 
     @app.post(megaservice.endpoint, response_class=Response, openapi_extra=openapi_of(megaservice.protocol),
               responses=pipeline_responses(megaservice.protocol))
     async def pipeline_endpoint(request: Request) -> Response:
-        return await answer(request.app.state.orchestrator, await request.body())
+        return await answer(request.app.state.orchestrator, await request.body(), request.url.path == OPENAI_ROUTE)
 
-    app.add_middleware(PipelineRoute, endpoint=megaservice.endpoint, answer=answer)
+    routes = {megaservice.endpoint: megaservice.endpoint == OPENAI_ROUTE}  # path: answers OpenAI-style errors
+    if megaservice.protocol == "chat":
+        routes[OPENAI_ROUTE] = True
+        if megaservice.endpoint != OPENAI_ROUTE:
+            app.post(OPENAI_ROUTE, response_class=Response, openapi_extra=openapi_of("chat"),
+                     responses=pipeline_responses("chat"), summary="Chat completions (OpenAI-compatible)",
+                     operation_id="chat_completions")(pipeline_endpoint)
+
+        @app.get("/v1/models")
+        async def models() -> dict[str, Any]:
+            return {"object": "list", "data": [{"id": megaservice.name, "object": "model", "created": CREATED,
+                                                "owned_by": "opea-new"}]}
+
+    app.add_middleware(PipelineRoute, routes=routes, answer=answer)
 
     @app.get("/v1/health_check")
     @app.get("/v1/health")
@@ -199,13 +226,14 @@ class PipelineRoute:
     (benchmarks/runtime_speed.py). Every other request goes to FastAPI as before.
     """
 
-    def __init__(self, app: Any, *, endpoint: str, answer: Callable[[Any, bytes | jsonbody.BodyError], Any]) -> None:
+    def __init__(self, app: Any, *, routes: dict[str, bool], answer: Callable[..., Any]) -> None:
         self.app = app
-        self.endpoint = endpoint
+        self.routes = routes  # path: whether errors are answered in OpenAI's shape too
         self.answer = answer
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["path"] != self.endpoint or scope["method"] != "POST":
+        openai = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if openai is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         try:
@@ -214,7 +242,7 @@ class PipelineRoute:
             body = error
         if body is None:  # the client went away before its request was complete
             return
-        response = await self.answer(scope["app"].state.orchestrator, body)
+        response = await self.answer(scope["app"].state.orchestrator, body, openai)
         await response(scope, receive, send)
 
 
@@ -321,20 +349,30 @@ def pipeline_responses(protocol: str) -> dict[int | str, dict[str, Any]]:
 async def chat(orchestrator: Any, megaservice: Megaservice, body: Any) -> Response:
     request = parse_chat_request(body)
     parameters = orchestrator.LLMParams(**request.llm_parameters())
+    prompt = request.prompt()
     result_dict, runtime_graph = await orchestrator.schedule(
-        initial_inputs={"text": request.prompt()}, llm_parameters=parameters
+        initial_inputs={"text": prompt}, llm_parameters=parameters
     )
     node, output = chat_output(orchestrator, result_dict, runtime_graph)
     answer = ChatAnswer(request.model or megaservice.name, orchestrator.config.stream_format)
     if request.stream:
         if isinstance(output, StreamingResponse):
-            return await relay(node, output, answer)
-        return event_stream(synthesised(text_of(output), answer))
+            return await relay(node, output, answer, prompt, include_usage=request.include_usage)
+        return event_stream(synthesised(text_of(output), answer, finish_reason_of(output) or "stop",
+                                        _usage(output, prompt) if request.include_usage else None))
     if isinstance(output, StreamingResponse):
-        content = "".join([piece async for piece in text_pieces(node, output)])
+        decoder = StreamDecoder()
+        content = "".join([piece async for piece in text_pieces(node, output, decoder)])
+        finish_reason, usage = decoder.finish_reason, decoder.usage or counted_usage(prompt, content)
     else:
         content = text_of(output)
-    return JSONResponse(answer.completion(content))
+        finish_reason, usage = finish_reason_of(output), _usage(output, prompt)
+    return JSONResponse(answer.completion(content, finish_reason=finish_reason or "stop", usage=usage))
+
+
+def _usage(output: Any, prompt: str) -> dict[str, int]:
+    """The node's usage when it reports one, else counted here."""
+    return usage_of(output) or counted_usage(prompt, text_of(output))
 
 
 def chat_output(orchestrator: Any, result_dict: dict[str, Any], runtime_graph: Any) -> tuple[str, Any]:
@@ -347,9 +385,13 @@ def chat_output(orchestrator: Any, result_dict: dict[str, Any], runtime_graph: A
     return spec_name(node), result_dict[node]
 
 
-async def text_pieces(node: str, response: StreamingResponse) -> AsyncIterator[str]:
-    """The text of a node's stream; a failure of the stream raises NodeError naming the node."""
-    decoder = StreamDecoder()
+async def text_pieces(node: str, response: StreamingResponse, decoder: StreamDecoder | None = None
+                      ) -> AsyncIterator[str]:
+    """The text of a node's stream; a failure of the stream raises NodeError naming the node.
+
+    `decoder` (optional) is left holding what the stream said besides its text (finish_reason, usage).
+    """
+    decoder = decoder or StreamDecoder()
     iterator = response.body_iterator
     try:
         async for chunk in iterator:
@@ -370,13 +412,16 @@ async def text_pieces(node: str, response: StreamingResponse) -> AsyncIterator[s
         raise NodeError(node, None, "its stream ended without any data (did the service fail?)")
 
 
-async def relay(node: str, response: StreamingResponse, answer: ChatAnswer) -> StreamingResponse:
+async def relay(node: str, response: StreamingResponse, answer: ChatAnswer, prompt: str = "", *,
+                include_usage: bool = False) -> StreamingResponse:
     """Re-emit a node's stream as chat chunks, after its first piece arrived.
 
     Waiting for the first piece means a node that fails before answering gets a
-    proper 502 instead of a 200 with an empty stream.
+    proper 502 instead of a 200 with an empty stream. The last chunk carries the
+    node's finish_reason; with `include_usage`, a usage chunk follows it.
     """
-    pieces = text_pieces(node, response)
+    decoder = StreamDecoder()
+    pieces = text_pieces(node, response, decoder)
     first: str | None = None
     async for piece in pieces:
         if piece:
@@ -384,13 +429,17 @@ async def relay(node: str, response: StreamingResponse, answer: ChatAnswer) -> S
             break
 
     async def events() -> AsyncIterator[str]:
+        sent = [first or ""]
         try:
             yield answer.chunk(first or "", first=True)
             if first is not None:
                 async for piece in pieces:
                     if piece:
+                        sent.append(piece)
                         yield answer.chunk(piece)
-            yield answer.chunk(finish=True)
+            yield answer.chunk(finish=True, finish_reason=decoder.finish_reason or "stop")
+            if include_usage:
+                yield answer.usage_chunk(decoder.usage or counted_usage(prompt, "".join(sent)))
         except NodeError as error:
             logger.warning("%s failed while streaming: %s", error.node, error.detail)
             yield error_event(error)
@@ -401,13 +450,16 @@ async def relay(node: str, response: StreamingResponse, answer: ChatAnswer) -> S
     return event_stream(events())
 
 
-async def synthesised(text: str, answer: ChatAnswer) -> AsyncIterator[str]:
+async def synthesised(text: str, answer: ChatAnswer, finish_reason: str = "stop",
+                      usage: dict[str, int] | None = None) -> AsyncIterator[str]:
     """A chat stream of a text that did not come as a stream (e.g. a guardrail's refusal)."""
     tokens = words(text)
     yield answer.chunk(tokens[0] if tokens else "", first=True)
     for token in tokens[1:]:
         yield answer.chunk(token)
-    yield answer.chunk(finish=True)
+    yield answer.chunk(finish=True, finish_reason=finish_reason)
+    if usage is not None:
+        yield answer.usage_chunk(usage)
     yield DONE
 
 

@@ -10,7 +10,15 @@ raw   Any JSON object in, used as the initial inputs of the flow. Out: the outpu
 A failing node answers 502 (504 when it timed out), a bad request 4xx, both with
 the body {"error": {"node", "status", "detail"}}: `node` is the failing node's spec
 name (null for a bad request), `status` the HTTP status the node answered (null
-when it did not answer at all).
+when it did not answer at all). On the OpenAI-compatible path
+(/v1/chat/completions) the same error also carries OpenAI's fields (`message`,
+`type`, `param`, `code`), so OpenAI's SDKs raise it with its message.
+
+A chat answer's `usage` is the llm node's own when it reports one, else counted
+(`words`, the pieces a synthesised stream is cut into); its `finish_reason` is
+the node's (`length` when max_tokens cut it short), else `stop`. A streamed
+answer ends with a usage chunk when the request asks for it
+(`stream_options: {"include_usage": true}`).
 
 Streams from llm/lvm nodes are read whatever their format (`StreamDecoder`):
 OpenAI chat or completion chunks, OPEA's `data: b'...'`, TGI's {"token": {"text"}},
@@ -162,6 +170,12 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    include_usage: bool = False
+
+
 class ChatRequest(BaseModel):
     """An OpenAI-style chat request; unknown OpenAI fields (n, user, ...) are accepted and ignored.
 
@@ -185,6 +199,7 @@ class ChatRequest(BaseModel):
     repetition_penalty: NonNegativeFloat | None = None
     language: str | None = None
     chat_template: str | None = None
+    stream_options: StreamOptions | None = None
 
     @model_validator(mode="after")
     def _has_a_prompt(self) -> ChatRequest:
@@ -200,6 +215,10 @@ class ChatRequest(BaseModel):
             if message.role == "user" and re.search(NONBLANK, message.text()):
                 return message.text()
         return ""
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
 
     def llm_parameters(self) -> dict[str, Any]:
         """Keyword arguments for LLMParams: what the client set, plus `stream`."""
@@ -298,19 +317,29 @@ class ChatAnswer:
         self.model = model
         self.stream_format = stream_format
 
-    def completion(self, content: str) -> dict[str, Any]:
+    def completion(self, content: str, *, finish_reason: str = "stop", usage: dict[str, int] | None = None
+                   ) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": "chat.completion",
             "created": self.created,
             "model": self.model,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
             ],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
 
-    def chunk(self, content: str | None = None, *, first: bool = False, finish: bool = False) -> str:
+    def usage_chunk(self, usage: dict[str, int]) -> str:
+        """The last event of a stream that asked for `include_usage`: no choices, the usage (none in OPEA's format)."""
+        if self.stream_format == "opea":
+            return ""
+        event = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                 "choices": [], "usage": usage}
+        return f"data: {json.dumps(event, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+    def chunk(self, content: str | None = None, *, first: bool = False, finish: bool = False,
+              finish_reason: str = "stop") -> str:
         """One stream event; "" when the format has nothing to send for it (OPEA has no role or finish events)."""
         if self.stream_format == "opea":
             return f"data: {content.encode('utf-8')!r}\n\n" if content else ""
@@ -324,9 +353,53 @@ class ChatAnswer:
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": "stop" if finish else None}],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason if finish else None}],
         }
         return f"data: {json.dumps(event, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "function_call")
+
+
+def finish_reason_of(output: Any) -> str | None:
+    """The finish_reason of a node's OpenAI-style answer (or chunk), if it gives a known one."""
+    choices = output.get("choices") if isinstance(output, dict) else None
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        reason = choices[0].get("finish_reason")
+        if reason in FINISH_REASONS:
+            return reason
+    return None
+
+
+def usage_of(output: Any) -> dict[str, int] | None:
+    """The token usage a node's OpenAI-style answer reports, if it reports a whole one."""
+    usage = output.get("usage") if isinstance(output, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    counts = {key: usage.get(key) for key in ("prompt_tokens", "completion_tokens")}
+    if not all(type(value) is int and value >= 0 for value in counts.values()):
+        return None
+    return {**counts, "total_tokens": counts["prompt_tokens"] + counts["completion_tokens"]}
+
+
+def counted_usage(prompt: str, completion: str) -> dict[str, int]:
+    """Usage counted here, for a node that reports none: words as `words` cuts them."""
+    prompt_tokens, completion_tokens = len(words(prompt)), len(words(completion))
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def openai_error_body(error: NodeError | RequestError) -> dict[str, Any]:
+    """The error in OpenAI's shape (what its SDKs read), still naming the node and its status."""
+    body = error.body()["error"]
+    if isinstance(error, RequestError):
+        kind, code = "invalid_request_error", None
+    elif error.timeout:
+        kind, code = "timeout", "node_timeout"
+    else:
+        kind, code = ("upstream_error", "node_failed") if error.node else ("server_error", None)
+    message = f"{error.node}: {error.detail}" if error.node else error.detail
+    return {"error": {"message": message, "type": kind, "param": None, "code": code, **body}}
 
 
 def error_event(error: NodeError) -> str:
@@ -360,6 +433,8 @@ class StreamDecoder:
         self._mode: str | None = None  # sse | json | text
         self.done = False
         self.seen_data = False
+        self.finish_reason: str | None = None  # the last one an OpenAI-style event gave
+        self.usage: dict[str, int] | None = None  # the usage an event reported
 
     def feed(self, chunk: bytes | str) -> list[str]:
         text = self._utf8.decode(chunk) if isinstance(chunk, (bytes, bytearray)) else chunk
@@ -399,6 +474,7 @@ class StreamDecoder:
             except json.JSONDecodeError:
                 return [rest]
             self._raise_if_error(document)
+            self._note(document)
             self.done = True
             return [text_of(document)]
         if self._mode in ("text", None):
@@ -432,11 +508,16 @@ class StreamDecoder:
             if isinstance(document, str):
                 return document
             self._raise_if_error(document)
+            self._note(document)
             token = document.get("token") if isinstance(document, dict) else None
             if isinstance(token, dict) and isinstance(token.get("text"), str):  # TGI
                 return "" if token.get("special") else token["text"]
             return text_of(document)
         return payload
+
+    def _note(self, document: Any) -> None:
+        self.finish_reason = finish_reason_of(document) or self.finish_reason
+        self.usage = usage_of(document) or self.usage
 
     @staticmethod
     def _raise_if_error(document: Any) -> None:
