@@ -184,14 +184,18 @@ def _pipeline_of(root: Path, part: Part) -> tuple[Pipeline | None, list[str]]:
     problems = [f"{where}:{lines.get((key,), 1)}: {key}: is required (opea-new always records it)"
                 if key not in answers else f"{where}:{lines.get((key,), 1)}: {key}: must not be empty"
                 for key in _RECORDED[part.template] if answers.get(key) is None]
+    if "description" in answers and answers["description"] is None:  # other types: the spec's own check
+        # opea-new writes "" when there is none; copier refuses anything but a string when it renders the base
+        problems.append(f"{where}:{lines.get(('description',), 1)}: description: must be a string "
+                        "(\"\" for none), not null")
     for key, fields in (("megaservice", ("port", "endpoint", "protocol")),):
         value = answers.get(key)
         if isinstance(value, dict):
             problems += [f"{where}:{lines.get((key,), 1)}: {key}.{field}: is required" for field in fields
                          if value.get(field) is None]
     spec = {key: answers[key] for key in _PIPELINE_KEYS if key in answers and answers[key] is not None}
-    if not spec.get("description"):
-        spec.pop("description", None)
+    if spec.get("description") == "":  # what opea-new writes for none; any other non-string is refused below
+        spec.pop("description")
     if isinstance(spec.get("services"), list):
         spec["services"] = [{k: v for k, v in service.items() if v is not None} if isinstance(service, dict)
                             else service for service in spec["services"]]
