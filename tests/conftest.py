@@ -277,10 +277,12 @@ def read_pipeline(project: Path) -> RecordedPipeline:
         def __init__(self, node: RecordedNode) -> None:
             self.node = node
 
-    def remote_service(name: str, type_: Any, *, port: int, endpoint: str, image: str | None = None) -> Service:
+    def remote_service(name: str, type_: Any, *, port: int, endpoint: str, image: str | None = None,
+                       server: str | None = None, model: str | None = None) -> Service:
         assert isinstance(type_, service_type), type_
         assert type(port) is int and isinstance(endpoint, str), (name, port, endpoint)
-        recorded.nodes.append(RecordedNode(name, type_.name.lower(), port, endpoint, image))
+        assert (server is None) == (model is None), (name, server, model)  # a server node always names its model
+        recorded.nodes.append(RecordedNode(name, type_.name.lower(), port, endpoint, image, server, model))
         return Service(recorded.nodes[-1])
 
     class ServiceOrchestrator:

@@ -97,3 +97,64 @@ def next_free_port(start: int, used: set[int]) -> int:
     if port > 65535:
         raise ValueError(f"no free port at or above {start}")
     return port
+
+
+# ---------------------------------------------------------------- model servers
+
+@dataclass(frozen=True)
+class ModelServerInfo:
+    """A model server a node can be directly (`server:` in a spec): no generated code, its published image."""
+
+    name: str  # as written in specs
+    image: str  # its published CPU image, the default of the node's `image`
+    endpoints: tuple[tuple[str, str], ...]  # (service type it serves, the route the megaservice calls)
+    summary: str
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return tuple(service_type for service_type, _ in self.endpoints)
+
+    def endpoint(self, service_type: str) -> str:
+        return dict(self.endpoints)[service_type]
+
+
+# ChatQnA on Xeon's servers (GenAIExamples ChatQnA/docker_compose/intel/cpu/xeon/compose.yaml).
+SERVERS: tuple[ModelServerInfo, ...] = (
+    ModelServerInfo("tei", "ghcr.io/huggingface/text-embeddings-inference:cpu-1.6",
+                    (("embedding", "/embed"), ("rerank", "/rerank")),
+                    "Text Embeddings Inference: {inputs} → vectors on /embed, {query, texts} → scores on /rerank"),
+    ModelServerInfo("vllm", "opea/vllm:1.5", (("llm", "/v1/chat/completions"),),
+                    "vLLM's OpenAI-compatible server"),
+    ModelServerInfo("tgi", "ghcr.io/huggingface/text-generation-inference:2.4.0-intel-cpu",
+                    (("llm", "/v1/chat/completions"),),
+                    "Text Generation Inference's OpenAI-compatible Messages API"),
+)
+# The model a server node loads unless the spec names one (ChatQnA's defaults).
+DEFAULT_MODELS = {
+    "embedding": "BAAI/bge-base-en-v1.5",
+    "rerank": "BAAI/bge-reranker-base",
+    "llm": "meta-llama/Meta-Llama-3-8B-Instruct",
+}
+
+_SERVERS_BY_NAME = {server.name: server for server in SERVERS}
+
+
+def server_names() -> list[str]:
+    return [server.name for server in SERVERS]
+
+
+def find_server(name: str) -> ModelServerInfo | None:
+    return _SERVERS_BY_NAME.get(name) if isinstance(name, str) else None
+
+
+def server_problem(server: str, service_type: str) -> str | None:
+    """Why a node of `service_type` cannot be a `server` node; None when it can."""
+    info = find_server(server)
+    if info is None:
+        return f"unknown model server {server!r}; known servers: {', '.join(server_names())}"
+    if service_type not in info.types:
+        servers = [s.name for s in SERVERS if service_type in s.types]
+        can = f"; {service_type} nodes can be {' or '.join(servers)}" if servers else (
+            f"; no model server serves {service_type} nodes")
+        return f"{info.name} serves {' and '.join(info.types)} nodes, not {service_type}{can}"
+    return None

@@ -23,6 +23,9 @@ def add_service(
     port: int = typer.Option(None, "--port", help="Port [default: the type's port, or the next free one]."),
     endpoint: str = typer.Option(None, "--endpoint", help="Route of the service [default: the type's]."),
     image: str = typer.Option(None, "--image", help="Use this published image instead of generating code."),
+    server: str = typer.Option(None, "--server", help="The node is this model server: tei (embedding, rerank), "
+                               "vllm or tgi (llm); no generated code."),
+    model: str = typer.Option(None, "--model", help="The model the server loads [default: the type's]."),
     after: list[str] = typer.Option(None, "--after", help="Insert downstream of this service (repeatable)."),
     before: list[str] = typer.Option(None, "--before", help="Insert upstream of this service (repeatable)."),
     project: Path = typer.Option(Path("."), "--project", "-p", help="The generated project.", file_okay=False),
@@ -55,13 +58,13 @@ def add_service(
         from .prompts import ask_position
 
         (after, before), asked = ask_position(pipeline, name), True
-    if asked and port is None and image is None and catalog.find(type_):
+    if asked and port is None and image is None and server is None and catalog.find(type_):
         from .prompts import ask_service_details
 
         port, endpoint = ask_service_details(pipeline, name, type_, endpoint)
     try:
         grown = pipeline.add_service(name=name, type=type_, port=port, endpoint=endpoint, image=image,
-                                     after=after, before=before)
+                                     server=server, model=model, after=after, before=before)
     except SpecError as error:
         fail_usage(f"cannot add {name!r}; nothing was changed", details=problem_lines(error))
 
@@ -107,7 +110,8 @@ def _changeable_pipeline(project: Path) -> Pipeline:
 
 def _added_summary(pipeline: Pipeline, name: str) -> list[str]:
     service = pipeline.service(name)
-    runs = f"image {service.image}" if service.image else "generated code"
+    runs = (f"{service.server} server ({service.model}), image {service.image}" if service.server
+            else f"image {service.image}" if service.image else "generated code")
     graph = pipeline.graph
     return [f"{name}: {service.type} on port {service.port}, {service.endpoint}, {runs}",
             f"upstream: {', '.join(graph.predecessors(name)) or '(the request: an entry node)'}; "

@@ -125,8 +125,8 @@ def confirm_pipeline(pipeline: Pipeline) -> bool:
     for column in ("service", "type", "port", "endpoint", "image"):
         table.add_column(column)
     for service in pipeline.services:
-        table.add_row(service.name, service.type, str(service.port), service.endpoint,
-                      service.image or "generated")
+        runs = f"{service.server}: {service.model} ({service.image})" if service.server else service.image
+        table.add_row(service.name, service.type, str(service.port), service.endpoint, runs or "generated")
     mega = pipeline.megaservice
     table.add_row("megaservice", mega.protocol, str(mega.port), mega.endpoint, "generated", style="bold")
     console.print()

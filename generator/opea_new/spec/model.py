@@ -21,6 +21,8 @@ IMAGE_PATTERN = re.compile(
     r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
 )
+# A model id as Hugging Face writes it: [owner/]name, e.g. BAAI/bge-base-en-v1.5
+MODEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 MAX_DESCRIPTION = 500
 
 
@@ -58,6 +60,18 @@ def _image(value: str) -> str:
     return value
 
 
+def _server(value: str) -> str:
+    if catalog.find_server(value) is None:
+        raise ValueError(f"unknown model server {shown(value)}; known servers: {', '.join(catalog.server_names())}")
+    return value
+
+
+def _model(value: str) -> str:
+    if not MODEL_PATTERN.fullmatch(value) or len(value) > 200:
+        raise ValueError(f"{shown(value)} is not a model id such as BAAI/bge-base-en-v1.5")
+    return value
+
+
 def _description(value: str) -> str:
     if len(value) > MAX_DESCRIPTION:
         raise ValueError(f"is longer than {MAX_DESCRIPTION} characters")
@@ -72,6 +86,8 @@ Endpoint = Annotated[StrictStr, AfterValidator(_endpoint)]
 TypeName = Annotated[StrictStr, AfterValidator(_type)]
 Image = Annotated[StrictStr, AfterValidator(_image)]
 Description = Annotated[StrictStr, AfterValidator(_description)]
+Server = Annotated[StrictStr, AfterValidator(_server)]
+Model = Annotated[StrictStr, AfterValidator(_model)]
 
 
 class _Strict(BaseModel):
@@ -106,7 +122,13 @@ class ServiceSpec(_Strict):
                                        + ", ".join(catalog.names()) + ".")
     port: Port | None = Field(None, description="Default: the type's port, or the next free one.")
     endpoint: Endpoint | None = Field(None, description="Default: the type's OPEA route.")
-    image: Image | None = Field(None, description="Use this published image instead of generating code.")
+    image: Image | None = Field(None, description="Use this published image instead of generating code "
+                                                  "(with `server`: instead of the server's image).")
+    server: Server | None = Field(None, description="The node is this model server itself, no generated code: "
+                                                     "tei (embedding, rerank) | vllm | tgi (llm).")
+    model: Model | None = Field(None, description="The model the server loads (only with `server`). Default: "
+                                                   + ", ".join(f"{t} {m}" for t, m in catalog.DEFAULT_MODELS.items())
+                                                   + ".")
 
 
 class MegaserviceSpec(_Strict):

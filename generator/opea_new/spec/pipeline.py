@@ -25,11 +25,17 @@ class Service:
     type: str
     port: int
     endpoint: str
-    image: str | None = None
+    image: str | None = None  # a published image runs the node (for a server node: always set)
+    server: str | None = None  # the node is this model server (catalog.SERVERS)
+    model: str | None = None  # the model the server loads
 
     @property
     def generated(self) -> bool:
         return self.image is None
+
+    def answers(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "port": self.port, "endpoint": self.endpoint,
+                "image": self.image, "server": self.server, "model": self.model}
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ class Pipeline:
             info = catalog.get(item.type)
             port = item.port if item.port is not None else catalog.next_free_port(info.default_port, used)
             used.add(port)
-            services.append(Service(item.name, info.name, port, item.endpoint or info.default_endpoint, item.image))
+            services.append(_service(item, info, port))
         names = [service.name for service in services]
         if spec.flow is None:
             graph = Graph.chain(names)
@@ -109,8 +115,7 @@ class Pipeline:
             "runtime": self.runtime,
             "megaservice": {"port": self.megaservice.port, "endpoint": self.megaservice.endpoint,
                             "protocol": self.megaservice.protocol},
-            "services": [{"name": s.name, "type": s.type, "port": s.port, "endpoint": s.endpoint, "image": s.image}
-                         for s in self.services],
+            "services": [service.answers() for service in self.services],
             "flow": flow,
         }
 
@@ -139,14 +144,16 @@ class Pipeline:
         return replace(self, runtime=runtime)
 
     def add_service(self, *, name: str, type: str, port: int | None = None, endpoint: str | None = None,
-                    image: str | None = None, after: list[str] = (), before: list[str] = ()) -> Pipeline:
+                    image: str | None = None, server: str | None = None, model: str | None = None,
+                    after: list[str] = (), before: list[str] = ()) -> Pipeline:
         """This pipeline with one more service, wired after/before the named ones."""
         try:
             graph = self.graph.insert(name, list(after), list(before)) if name not in self.graph.nodes else None
         except GraphError as error:
             raise SpecError([Problem("flow", str(error))]) from None
         spec = self.answers()
-        new = {"name": name, "type": type, "port": port, "endpoint": endpoint, "image": image}
+        new = {"name": name, "type": type, "port": port, "endpoint": endpoint, "image": image, "server": server,
+               "model": model}
         spec["services"].append({key: value for key, value in new.items() if value is not None})
         if graph is not None:
             spec["flow"] = _flow_of(graph)
@@ -189,6 +196,15 @@ def _parse_condition(text: str):
     from .. import conditions
 
     return conditions.parse(text)
+
+
+def _service(item: Any, info: catalog.ServiceTypeInfo, port: int) -> Service:
+    """A spec's service with its defaults; a server node gets the server's route, image and default model."""
+    server = catalog.find_server(item.server) if item.server else None
+    if server is None:
+        return Service(item.name, info.name, port, item.endpoint or info.default_endpoint, item.image)
+    return Service(item.name, info.name, port, item.endpoint or server.endpoint(info.name), item.image or server.image,
+                   server.name, item.model or catalog.DEFAULT_MODELS[info.name])
 
 
 def _default_protocol(services: list[Service], graph: Graph) -> str:

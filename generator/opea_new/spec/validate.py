@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import conditions
+from .. import catalog, conditions
 from .graph import Edge, Graph
 from .load import MAX_DEPTH, MAX_INT_DIGITS, MAX_NODES, MAX_PROBLEMS, MAX_SERVICES, Document
 from .model import PipelineSpec
@@ -116,7 +116,7 @@ def _unwritable(text: str) -> str | None:
 _FIELDS = {
     (): PipelineSpec.model_fields,
     ("megaservice",): {"port", "endpoint", "protocol"},
-    ("services", int): {"name", "type", "port", "endpoint", "image"},
+    ("services", int): {"name", "type", "port", "endpoint", "image", "server", "model"},
     ("flow", int): {"service", "next"},
     ("flow", int, "next", int): {"service", "condition"},
 }
@@ -184,6 +184,7 @@ def _cross_field_problems(data: Any) -> list[tuple[tuple, str]]:
              if isinstance(service, dict) and isinstance(service.get("name"), str)}
     problems = _duplicate_names(named)
     problems += _port_collisions(data, services)
+    problems += _server_problems(services)
     problems += _flow_problems(data.get("flow"), set(named.values()), list(named.values()))
     return problems
 
@@ -204,6 +205,23 @@ def _duplicate_names(named: dict[int, str]) -> list[tuple[tuple, str]]:
                 problems.append((("services", index, "name"), message))
                 break
             first_by_form[key] = index
+    return problems
+
+
+def _server_problems(services: list[Any]) -> list[tuple[tuple, str]]:
+    """A `server` must serve the node's type; `model` is only for a server node."""
+    problems = []
+    for index, service in enumerate(services):
+        if not isinstance(service, dict):
+            continue
+        server, service_type = service.get("server"), service.get("type")
+        if isinstance(server, str) and catalog.find_server(server) and isinstance(service_type, str):
+            info = catalog.find(service_type)
+            if info is not None and (problem := catalog.server_problem(server, info.name)):
+                problems.append((("services", index, "server"), problem))
+        if service.get("model") is not None and server is None:
+            problems.append((("services", index, "model"), "a model is loaded by a model server: set `server` "
+                                                           f"({' | '.join(catalog.server_names())}) too"))
     return problems
 
 
