@@ -128,6 +128,49 @@ def graph_nodes(runtime_graph: Any) -> set[str]:
     return {spec_name(node) for node in runtime_graph.graph}
 
 
+# ---------------------------------------------------------------- data through nodes that do not own it
+
+
+async def retriever(node: str, body: dict, request: web.Request) -> web.Response:
+    return web.json_response({"initial_query": body["text"], "retrieved_docs": [{"text": "OPEA is open."}]})
+
+
+async def guardrail(node: str, body: dict, request: web.Request) -> web.Response:
+    return web.json_response({"text": body["text"], "blocked": False})  # a TextDoc: no documents
+
+
+async def llm(node: str, body: dict, request: web.Request) -> web.Response:
+    return web.json_response({"text": f"{body['query']} | {' '.join(body.get('documents') or ['no documents'])}"})
+
+
+@pytest.mark.parametrize("order", [
+    ["retriever", "guardrail", "llm"],
+    ["retriever", "guardrail", "check", "llm"],  # two nodes that do not own the documents
+])
+def test_the_documents_reach_an_llm_behind_nodes_that_do_not_carry_them(order):
+    async def scenario():
+        async with Services(retriever=retriever, guardrail=guardrail, llm=llm).running() as services:
+            edges = list(zip(order, order[1:]))
+            types = {"retriever": ServiceType.RETRIEVER, "guardrail": ServiceType.GUARDRAIL, "llm": ServiceType.LLM}
+            outputs, _ = await run(build(services.port, edges, types=types), {"text": "what is opea"})
+            assert outputs["llm"] == {"text": "what is opea | OPEA is open."}
+
+    asyncio.run(scenario())
+
+
+def test_a_parallel_branch_does_not_lend_its_fields():
+    async def scenario():
+        async with Services(retriever=retriever, guardrail=guardrail, llm=llm).running() as services:
+            types = {"retriever": ServiceType.RETRIEVER, "guardrail": ServiceType.GUARDRAIL, "llm": ServiceType.LLM}
+            # guardrail → llm, and a retriever on a branch of its own: its documents are not the llm's upstream
+            edges = [("guardrail", "llm")]
+            outputs, _ = await run(build(services.port, edges, nodes=["retriever"], types=types),
+                                   {"text": "what is opea"})
+            assert outputs["llm"] == {"text": "what is opea | no documents"}
+
+    asyncio.run(scenario())
+
+
 # ---------------------------------------------------------------- routing
 
 

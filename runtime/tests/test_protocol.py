@@ -168,9 +168,10 @@ def test_node_errors_from_exceptions():
 # ---------------------------------------------------------------- shapes between nodes
 
 
-def test_embedding_gets_text():
-    assert align.node_inputs("embedding", {"messages": "x", "text": "q"}) == {"text": "q"}
-    assert align.node_inputs("embedding", {"initial_query": "q", "x": 1}) == {"text": "q"}
+def test_embedding_gets_an_embedding_request():
+    # {"input"}: what opea/embedding:1.5 accepts (it refuses a TextDoc), and what the generated service takes too
+    assert align.node_inputs("embedding", {"messages": "x", "text": "q"}) == {"input": "q"}
+    assert align.node_inputs("embedding", {"initial_query": "q", "x": 1}) == {"input": "q"}
 
 
 def test_retriever_gets_an_embed_doc():
@@ -218,6 +219,62 @@ def test_openai_answers_get_opea_fields():
     completion = {"choices": [{"message": {"content": "hi"}}]}
     assert align.node_outputs("llm", completion, {})["text"] == "hi"
     assert align.node_outputs("undefined", {"x": 1}, {}) == {"x": 1}
+
+
+# ---------------------------------------------------------------- model-server nodes
+
+
+def test_a_tei_embedding_node_gets_inputs_and_its_vectors_become_an_embed_doc():
+    sent = align.node_inputs("embedding", {"text": "what is opea"}, server="tei")
+    assert sent == {"inputs": "what is opea"}
+    assert align.node_outputs("embedding", [[0.5, 0.25]], sent, server="tei") == {
+        "text": "what is opea", "embedding": [0.5, 0.25]}
+
+
+def test_a_tei_rerank_node_gets_query_and_texts_and_answers_the_best_documents():
+    searched = {"initial_query": "q", "retrieved_docs": [{"text": "a"}, {"text": "b"}, {"text": "c"}]}
+    sent = align.node_inputs("rerank", searched, server="tei")
+    assert sent == {"query": "q", "texts": ["a", "b", "c"]}
+    scores = [{"index": 2, "score": 0.1}, {"index": 1, "score": 0.9}, {"index": 0, "score": 0.5}]
+    assert align.node_outputs("rerank", scores, sent, server="tei") == {"query": "q", "documents": ["b"]}
+    two = align.node_outputs("rerank", scores, sent, server="tei", carried=lambda: {"top_n": 2})
+    assert two == {"query": "q", "documents": ["b", "a"]}
+    # indexes TEI cannot have answered are not documents
+    assert align.node_outputs("rerank", [{"index": 7, "score": 1.0}], sent, server="tei")["documents"] == []
+
+
+@pytest.mark.parametrize("server", ["vllm", "tgi"])
+def test_an_openai_server_llm_node_gets_a_chat_with_the_rag_prompt_and_its_model(server):
+    inputs = {"query": "what is opea", "documents": ["OPEA is open."], "max_new_tokens": 7, "top_k": 3,
+              "temperature": 0.5}
+    sent = align.node_inputs("llm", inputs, stream=True, server=server, model="m/x")
+    assert sent["model"] == "m/x" and sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert sent["max_tokens"] == 7 and sent["temperature"] == 0.5 and "top_k" not in sent
+    content = sent["messages"][0]["content"]
+    assert "### Search results: OPEA is open." in content and "### Question: what is opea" in content
+    plain = align.node_inputs("llm", {"query": "hi"}, stream=False, server=server, model="m/x")
+    assert plain == {"messages": [{"role": "user", "content": "hi"}], "stream": False, "model": "m/x"}
+
+
+def test_fields_a_node_lacks_come_from_upstream_answers():
+    upstream = {"initial_query": "q", "retrieved_docs": [{"text": "d1"}], "top_n": 1}
+    # an llm behind a guardrail: the guardrail's TextDoc has no documents, the retriever's answer has
+    after_guardrail = align.node_inputs("llm", {"text": "q", "blocked": False}, carried=lambda: upstream)
+    assert after_guardrail["query"] == "q" and after_guardrail["documents"] == ["d1"]
+    # its own inputs come first
+    own = align.node_inputs("llm", {"query": "mine", "documents": ["own"]}, carried=lambda: upstream)
+    assert own["query"] == "mine" and own["documents"] == ["own"]
+    # a rerank behind a guardrail gets the query from its input and the documents from upstream
+    assert align.node_inputs("rerank", {"text": "q2"}, carried=lambda: upstream)["retrieved_docs"] == [
+        {"text": "d1"}]
+
+
+def test_carried_fields_are_asked_for_only_when_needed():
+    def never():
+        raise AssertionError("not needed")
+
+    assert align.node_inputs("llm", {"query": "q", "documents": []}, carried=never)["documents"] == []
+    assert align.node_inputs("embedding", {"text": "q"}, carried=never) == {"input": "q"}
 
 
 # ---------------------------------------------------------------- the OpenAI front door's pieces

@@ -5,7 +5,7 @@
     GET  /v1/models            chat protocol: the pipeline as the one model (its name), as OpenAI lists models
     GET  /v1/health_check      liveness (also /v1/health and /health): 200 once the process serves
     GET  /v1/health/ready      readiness: 200 {"ready": true, "not_ready": []} when every node answers its
-                               /v1/health_check with 200, else 503 {"ready": false, "not_ready": [{"node",
+                               /v1/health_check (a model server: /health) with 200, else 503 {"ready": false, "not_ready": [{"node",
                                "address", "detail"}]}; nodes are probed in parallel (READINESS_TIMEOUT
                                seconds each), the answer is kept READINESS_CACHE seconds
     GET  /v1/statistics        request counts and latencies of the megaservice and of every node
@@ -41,6 +41,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from . import jsonbody, settings
+from .nodes import node_of
 from .protocol import (
     DONE,
     ChatAnswer,
@@ -269,24 +270,26 @@ class Readiness:
     async def _probe(self, orchestrator: Any) -> dict[str, Any]:
         client = await orchestrator.http_client()
         nodes = [(spec_name(name), service.host, int(service.port)) for name, service in orchestrator.services.items()]
-        problems = await asyncio.gather(*(self._node(client, host, port) for _, host, port in nodes))
+        paths = [node_of(service).health_path for service in orchestrator.services.values()]
+        problems = await asyncio.gather(*(self._node(client, host, port, path)
+                                          for (_, host, port), path in zip(nodes, paths, strict=True)))
         not_ready = [{"node": node, "address": f"{host}:{port}", "detail": problem}
                      for (node, host, port), problem in zip(nodes, problems, strict=True) if problem]
         return {"ready": not not_ready, "not_ready": not_ready}
 
-    async def _node(self, client: Any, host: str, port: int) -> str | None:
+    async def _node(self, client: Any, host: str, port: int, path: str = "/v1/health_check") -> str | None:
         """None when the node is ready, else what is wrong (client: lite's, or an aiohttp session)."""
         try:
             async with asyncio.timeout(self.timeout):
-                async with await client.request("GET", f"http://{host}:{port}/v1/health_check") as answer:
+                async with await client.request("GET", f"http://{host}:{port}{path}") as answer:
                     status = answer.status
                     await answer.read()
         except TimeoutError:
-            return f"no answer from /v1/health_check in {self.timeout:g} s"
+            return f"no answer from {path} in {self.timeout:g} s"
         except Exception as error:  # whatever the client raises: the node is not ready, and why
-            return f"/v1/health_check failed: {type(error).__name__}: {error}"
+            return f"{path} failed: {type(error).__name__}: {error}"
         if status != 200:
-            return f"/v1/health_check answered {status}"
+            return f"{path} answered {status}"
         return None
 
 

@@ -24,6 +24,8 @@ class Node:
     port: int
     endpoint: str
     image: str | None = None  # a published image runs it; None: generated in services/<dns_name>
+    server: str | None = None  # the node is this model server (tei | vllm | tgi): align speaks its API
+    model: str | None = None  # the model the server loads (<NODE>_MODEL_ID overrides it)
 
     @property
     def dns_name(self) -> str:
@@ -40,6 +42,18 @@ class Node:
     @property
     def port_variable(self) -> str:
         return f"{self.env_prefix}_SERVICE_PORT"
+
+    @property
+    def health_path(self) -> str:
+        """Where the node says it is healthy: TEI's and vLLM's /health for a model server, else OPEA's route."""
+        return "/health" if self.server else "/v1/health_check"
+
+    @property
+    def model_variable(self) -> str:
+        return f"{self.env_prefix}_MODEL_ID"
+
+    def model_id(self, environ: Mapping[str, str] = os.environ) -> str | None:
+        return environ.get(self.model_variable, "").strip() or self.model
 
     @property
     def generated(self) -> bool:
@@ -66,8 +80,9 @@ def remote_service_factory(micro_service: type) -> Callable[..., Any]:
     """`remote_service` for a runtime's MicroService class (comps' or lite's)."""
 
     def remote_service(name: str, service_type: Any, *, port: int, endpoint: str, image: str | None = None,
+                       server: str | None = None, model: str | None = None,
                        environ: Mapping[str, str] = os.environ) -> Any:
-        node = Node(name, service_type.name.lower(), port, endpoint, image)
+        node = Node(name, service_type.name.lower(), port, endpoint, image, server, model)
         host, actual_port = node.address(environ)
         service = micro_service(name=name, host=host, port=actual_port, endpoint=endpoint, use_remote_service=True,
                                 service_type=service_type)

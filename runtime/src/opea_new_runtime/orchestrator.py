@@ -74,6 +74,7 @@ class Orchestration:
         self._edges: list[tuple[str, str, str]] = []
         self._own_session: aiohttp.ClientSession | None = None  # comps: outlives requests (streams, pooled calls)
         self._types: dict[str, str] = {}
+        self._nodes: dict[str, Node] = {}
         # comps opens a new aiohttp session, so new connections, for every request it schedules; on
         # request its nodes are called on this orchestrator's pooled session instead (lite always pools).
         self.pool_connections = self.RUNTIME == "comps" and self.config.pool_connections
@@ -117,6 +118,13 @@ class Orchestration:
             service_type = self._types[node] = self.services[node].service_type.name.lower()
         return service_type
 
+    def node(self, name: str) -> Node:
+        """The Node of a runtime node name (worked out once)."""
+        node = self._nodes.get(name)
+        if node is None:
+            node = self._nodes[name] = node_of(self.services[name])
+        return node
+
     def terminal_nodes(self, result_dict: dict[str, Any], runtime_graph: Any) -> list[str]:
         """Nodes that ran and whose downstream nodes did not, in flow order."""
         ran = [node for node in self.services if node in result_dict]
@@ -130,7 +138,7 @@ class Orchestration:
 
     async def schedule(self, initial_inputs: Any, llm_parameters: Any = None, **kwargs: Any) -> tuple[dict, Any]:
         """The runtime's schedule, within the request timeout; the results hold only the nodes that ran."""
-        run = self.flow.start()
+        run = self.flow.start(initial_inputs)
         token = _current_run.set(run)
         try:
             async with asyncio.timeout(self.timeouts.request) as deadline:
@@ -252,7 +260,10 @@ class Orchestration:
         stream = None
         if service_type in STREAMING_TYPES:
             stream = bool(llm_parameters_dict.get("stream")) and not runtime_graph.downstream(cur_node)
-        inputs = align.node_inputs(service_type, inputs, stream=stream)
+        node = self.node(cur_node)
+        inputs = align.node_inputs(service_type, inputs, stream=stream, server=node.server,
+                                   model=node.model_id() if node.server else None,
+                                   carried=self._carried(cur_node))
         hook = self._hook("align_inputs")
         if hook is None:
             return inputs
@@ -261,12 +272,19 @@ class Orchestration:
 
     def align_outputs(self, data, cur_node, inputs, runtime_graph, llm_parameters_dict, **kwargs):
         service_type = self.type_of(cur_node)
-        data = align.node_outputs(service_type, data, inputs)
+        data = align.node_outputs(service_type, data, inputs, server=self.node(cur_node).server,
+                                  carried=self._carried(cur_node))
         hook = self._hook("align_outputs")
         if hook is None:
             return data
         return hook(data, node=spec_name(cur_node), service_type=service_type, inputs=inputs,
                     runtime_graph=runtime_graph, llm_parameters=llm_parameters_dict, **kwargs)
+
+    @staticmethod
+    def _carried(cur_node: str) -> Any:
+        """What the upstream nodes of `cur_node` answered in this request, as a function (align asks when needed)."""
+        run = _current_run.get()
+        return None if run is None else (lambda: run.carried(cur_node))
 
     def align_generator(self, gen, *args, **kwargs):
         hook = self._hook("align_generator")

@@ -45,19 +45,31 @@ class Flow:
                 if source not in self.predecessors[target]:
                     self.predecessors[target].append(source)
 
+    def ancestors(self, node: str) -> set[str]:
+        """Every node upstream of `node`."""
+        found: set[str] = set()
+        stack = list(self.predecessors[node])
+        while stack:
+            source = stack.pop()
+            if source not in found:
+                found.add(source)
+                stack.extend(self.predecessors[source])
+        return found
+
     def routes_errors(self, node: str) -> bool:
         """Whether a failure of `node` flows on (it has an `error` edge) instead of failing the request."""
         return any(condition.kind == "error" for _, condition in self.edges[node])
 
-    def start(self) -> Run:
-        return Run(self)
+    def start(self, request: Any = None) -> Run:
+        return Run(self, request)
 
 
 class Run:
     """One request's way through the flow."""
 
-    def __init__(self, flow: Flow) -> None:
+    def __init__(self, flow: Flow, request: Any = None) -> None:
         self.flow = flow
+        self.request = request
         self.outputs: dict[str, Any] = {}
         self.skipped: set[str] = set()
         self.taken: set[tuple[str, str]] = set()
@@ -82,6 +94,19 @@ class Run:
         for source in taken:
             inputs.update(self.outputs[source])
         return True, inputs
+
+    def carried(self, node: str) -> dict[str, Any]:
+        """The request merged with what every upstream node of `node` answered, in flow order (the last wins).
+
+        align.py takes from here the fields a node's own inputs lack: data flows through nodes that do not own it.
+        """
+        carried = dict(self.request) if isinstance(self.request, dict) else {}
+        ancestors = self.flow.ancestors(node)
+        for name in self.flow.nodes:
+            output = self.outputs.get(name)
+            if name in ancestors and isinstance(output, dict):
+                carried.update(output)
+        return carried
 
     def started(self, node: str) -> None:
         self.running[node] = asyncio.current_task()
