@@ -120,10 +120,11 @@ class ModelServerInfo:
 
 # ChatQnA on Xeon's servers (GenAIExamples ChatQnA/docker_compose/intel/cpu/xeon/compose.yaml).
 SERVERS: tuple[ModelServerInfo, ...] = (
-    ModelServerInfo("tei", "ghcr.io/huggingface/text-embeddings-inference:cpu-1.6",
+    ModelServerInfo("tei", "ghcr.io/huggingface/text-embeddings-inference:cpu-1.7",
                     (("embedding", "/embed"), ("rerank", "/rerank")),
                     "Text Embeddings Inference: {inputs} → vectors on /embed, {query, texts} → scores on /rerank"),
-    ModelServerInfo("vllm", "opea/vllm:1.5", (("llm", "/v1/chat/completions"),),
+    ModelServerInfo("vllm", "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.1",
+                    (("llm", "/v1/chat/completions"),),
                     "vLLM's OpenAI-compatible server"),
     ModelServerInfo("tgi", "ghcr.io/huggingface/text-generation-inference:2.4.0-intel-cpu",
                     (("llm", "/v1/chat/completions"),),

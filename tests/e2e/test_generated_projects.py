@@ -9,9 +9,11 @@ whole and streamed, raw answers with the pass-through `trace`, terminal outputs
 keyed by node name — and SIGTERM stops everything.
 
 The specs are the shared examples (the default comps runtime, the echo example on
-lite, fan-in, conditional edges) and two of our own: a DAG with fan-out, fan-in
-and two terminal nodes whose answer comes from its LLM, and a raw pipeline with
-two terminal nodes, written in JSON.
+lite, fan-in, conditional edges) and three of our own: a DAG with fan-out, fan-in
+and two terminal nodes whose answer comes from its LLM, a raw pipeline with
+two terminal nodes, written in JSON, and ChatQnA's real Xeon topology (TEI
+embedding and rerank and vLLM as model-server nodes, played by the runtime's
+stand-ins) on both runtimes.
 """
 
 from __future__ import annotations
@@ -199,6 +201,8 @@ CASES: dict[str, tuple[Path, tuple[str, ...], Callable[[httpx.Client, str], None
     "conditional-comps": (SHARED_SPECS / "conditional.yaml", (), conditional),
     "insights-dag-lite": (OWN_SPECS / "insights-dag.yaml", (), insights),
     "fan-out-in-comps": (OWN_SPECS / "fan-out-in.json", (), fan_out_in),
+    "chatqna-xeon-lite": (OWN_SPECS / "chatqna-xeon.yaml", (), chatqna),
+    "chatqna-xeon-comps": (OWN_SPECS / "chatqna-xeon.yaml", ("--runtime", "comps"), chatqna),
 }
 
 

@@ -337,9 +337,9 @@ def test_dockerfile_has_a_stage_per_image_on_one_base(rendered):
                          re.MULTILINE), stage
     # How to build each by hand, and which base images work.
     project_dns = read_pipeline(project).megaservice["name"].replace("_", "-")
-    assert f"#   docker build --target megaservice -t opea/{project_dns} ." in text
+    assert f"#   docker build --target megaservice -t {project_dns}/{project_dns} ." in text
     assert re.search(rf"^#   docker build --target service --build-arg SERVICE=\S+ --build-arg PORT=\S+ "
-                     rf"-t opea/{project_dns}-\S+ \.$", text, re.MULTILINE)
+                     rf"-t {project_dns}/{project_dns}-\S+ \.$", text, re.MULTILINE)
     assert "Python 3.11-3.13" in text and "opea/comps-base:1.5" in text
 
 
@@ -1084,3 +1084,31 @@ def test_a_bad_setting_stops_the_start_with_one_line(runtime, tmp_path, venvs):
         lines = started.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(expected), (name, started.stderr)
         assert "Traceback" not in started.stderr, name
+
+
+# ---------------------------------------------------------------- model-server nodes
+
+CHATQNA_XEON = answers("chatqna-xeon", [
+    {**service("tei-embedding", "embedding", 6006, "/embed",
+               image="ghcr.io/huggingface/text-embeddings-inference:cpu-1.7"),
+     "server": "tei", "model": "BAAI/bge-base-en-v1.5"},
+    {**service("retriever", "retriever", 7000, "/v1/retrieval"), "server": None, "model": None},
+    {**service("tei-reranking", "rerank", 8808, "/rerank",
+               image="ghcr.io/huggingface/text-embeddings-inference:cpu-1.7"),
+     "server": "tei", "model": "BAAI/bge-reranker-base"},
+    {**service("vllm", "llm", 9009, "/v1/chat/completions", image="public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.1"),
+     "server": "vllm", "model": "Intel/neural-chat-7b-v3-3"},
+], [edge("tei-embedding", "retriever"), edge("retriever", "tei-reranking"), edge("tei-reranking", "vllm")],
+    protocol="chat")
+
+
+@pytest.mark.parametrize("runtime", ["comps", "lite"])
+def test_model_server_nodes_are_written_with_their_server_and_model(runtime, tmp_path):
+    project = render(with_runtime(CHATQNA_XEON, runtime), tmp_path / "p")
+    recorded = read_pipeline(project)
+    assert [(node.name, node.server, node.model, node.image) for node in recorded.nodes] == [
+        (s["name"], s["server"], s["model"], s["image"]) for s in CHATQNA_XEON["services"]]
+    assert recorded.edges == spec_edges(CHATQNA_XEON)
+    text = (project / "megaservice" / "pipeline.py").read_text()
+    assert 'server="vllm"' in text and 'model="Intel/neural-chat-7b-v3-3"' in text
+    assert "server=" not in next(line for line in text.splitlines() if "retriever = remote_service" in line)

@@ -25,7 +25,7 @@ def test_server_nodes_get_the_servers_route_image_and_default_model():
     assert embedding.image == rerank.image == catalog.find_server("tei").image
     assert (rerank.endpoint, rerank.model) == ("/rerank", "BAAI/bge-reranker-base")
     assert (llm.server, llm.endpoint, llm.model, llm.image) == (
-        "vllm", "/v1/chat/completions", "Intel/neural-chat-7b-v3-3", "opea/vllm:1.5")
+        "vllm", "/v1/chat/completions", "Intel/neural-chat-7b-v3-3", catalog.find_server("vllm").image)
     assert retriever.server is None and retriever.model is None and retriever.generated
     assert not any(service.generated for service in (embedding, rerank, llm))  # no code for a server node
     assert pipeline.megaservice.protocol == "chat"

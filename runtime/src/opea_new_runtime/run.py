@@ -10,7 +10,10 @@ stops them all; if one of them dies, the others are stopped and this exits 1.
 
 The nodes come from the project's pipeline module (`megaservice/pipeline.py`),
 where the flow is written once. Ports are the spec's, unless <NODE>_SERVICE_PORT /
-MEGA_SERVICE_PORT are set. A node that runs a published image (`image:` in the
+MEGA_SERVICE_PORT are set. A model-server node (`server:` tei, vllm, tgi) is
+played by the runtime's stand-in (opea_new_runtime.model_servers: TEI's and the
+OpenAI API with working fake models) unless <NODE>_SERVICE_HOST_IP names a real
+server. Any other node that runs a published image (`image:` in the
 spec) cannot run here: start it yourself (e.g. `docker compose up -d <name>`);
 the megaservice expects it at <NODE>_SERVICE_HOST_IP:<NODE>_SERVICE_PORT,
 printed at start; with such nodes the runner waits on the megaservice's liveness only
@@ -84,10 +87,11 @@ class Process:
     popen: subprocess.Popen | None = None
     log: IO[bytes] | None = None
     ready_path: str = "/v1/health_check"  # the megaservice's: its readiness
+    health_path: str = "/v1/health_check"  # a model server's stand-in: /health, as TEI and vLLM
 
     @property
     def health_url(self) -> str:
-        return f"http://{LOCALHOST}:{self.port}/v1/health_check"
+        return f"http://{LOCALHOST}:{self.port}{self.health_path}"
 
     @property
     def ready_url(self) -> str:
@@ -136,11 +140,17 @@ class Stack:
         return [node for node in self.project.nodes if node.generated]
 
     @property
+    def stand_ins(self) -> list[Node]:
+        """Model-server nodes run here by the runtime's stand-ins (not when <NODE>_SERVICE_HOST_IP names a server)."""
+        return [node for node in self.project.nodes if node.server and not runs_elsewhere(node, self.environ)]
+
+    @property
     def remote_services(self) -> list[Node]:
-        return [node for node in self.project.nodes if not node.generated]
+        stand_ins = {node.name for node in self.stand_ins} if self.start_services else set()
+        return [node for node in self.project.nodes if not node.generated and node.name not in stand_ins]
 
     def address(self, service: Node) -> tuple[str, int]:
-        if service.generated:
+        if service.generated or (self.start_services and service in self.stand_ins):
             return LOCALHOST, self.ports[service.name]
         return self.environ.get(service.host_variable, LOCALHOST), self.ports[service.name]
 
@@ -176,6 +186,13 @@ class Stack:
             env["PORT"] = str(self.ports[service.name])
             self._spawn(Process(service.name, self.ports[service.name], [self.python, "-m", "app"],
                                 self.project.root / service.folder, env))
+        for service in self.stand_ins if self.start_services else ():
+            command = [self.python, "-m", "opea_new_runtime.model_servers", stand_in_kind(service),
+                       "--host", LOCALHOST, "--port", str(self.ports[service.name])]
+            if service.model_id(self.environ):
+                command += ["--model-id", service.model_id(self.environ)]
+            self._spawn(Process(service.name, self.ports[service.name], command, self.project.root,
+                                self.base_environment(), health_path=service.health_path))
         self._spawn(Process("megaservice", self.mega_port, [self.python, "-m", "megaservice"], self.project.root,
                             self.megaservice_environment(), ready_path=READY_ROUTE))
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -268,6 +285,23 @@ class Stack:
         self.stop()
 
 
+def runs_elsewhere(node: Node, environ: Mapping[str, str]) -> bool:
+    """Whether <NODE>_SERVICE_HOST_IP names where a node runs (then nothing here starts it)."""
+    return bool(environ.get(node.host_variable, "").strip())
+
+
+def runs_here(node: Node, environ: Mapping[str, str]) -> bool:
+    """Whether the local runner starts the node: generated code, or a model server's stand-in."""
+    return node.generated or (node.server is not None and not runs_elsewhere(node, environ))
+
+
+def stand_in_kind(node: Node) -> str:
+    """Which stand-in plays a model-server node (python -m opea_new_runtime.model_servers KIND)."""
+    if node.server == "tei":
+        return "tei-rerank" if node.type == "rerank" else "tei-embedding"
+    return "openai"  # vllm, tgi: OpenAI-compatible chat completions
+
+
 def _die_with_parent() -> None:
     """Linux: the child gets SIGTERM when this process dies without stopping it (e.g. SIGKILL)."""
     try:
@@ -313,8 +347,12 @@ def main(argv: list[str] | None = None) -> int:
         host, port = stack.address(service)
         print(f"{service.name}: runs the published image {service.image}; start it yourself. The megaservice "
               f"expects it at {host}:{port} ({service.host_variable} / {service.port_variable}).")
+    for service in stack.stand_ins:
+        print(f"{service.name}: a {service.server} server ({service.image}); here the runtime's stand-in plays it "
+              f"(set {service.host_variable} to use a real one).")
     try:
-        print(f"starting {len(stack.local_services)} service(s) and the megaservice ...", flush=True)
+        print(f"starting {len(stack.local_services) + len(stack.stand_ins)} service(s) and the megaservice ...",
+              flush=True)
         stack.start()
         if not stack.wait_ready:
             for node in stack.readiness().get("not_ready", []):

@@ -7,7 +7,8 @@ of 127.0.0.1, never the spec's (so the tests do not collide with a running
 printed when a start fails).
 
     project      the Project (its megaservice, nodes and edges, read from megaservice/pipeline.py)
-    stack        every generated service and the megaservice, running and ready (/v1/health/ready)
+    stack        every generated service, a stand-in for each model server, and the megaservice, running
+                 and ready (/v1/health/ready)
     client       an httpx.Client on the megaservice
     unreachable  nodes that run a published image and do not answer where the megaservice looks
     whole_flow   skips a test that needs every node when one is unreachable (says which)
@@ -16,13 +17,14 @@ printed when a start fails).
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .run import Project, Stack
+from .run import Project, Stack, runs_here
 
 
 def free_ports(count: int) -> list[int]:
@@ -56,7 +58,7 @@ def project(pytestconfig) -> Project:
 
 @pytest.fixture(scope="session")
 def stack(project, tmp_path_factory):
-    local = [node.name for node in project.nodes if node.generated]
+    local = [node.name for node in project.nodes if runs_here(node, os.environ)]  # generated, and stand-ins
     *service_ports, mega_port = free_ports(len(local) + 1)
     log_dir = tmp_path_factory.mktemp("logs")
     running = start(Stack(dict(zip(local, service_ports, strict=True)), mega_port, project=project,
@@ -77,7 +79,7 @@ def unreachable(stack) -> list[str]:
     for node in stack.remote_services:
         host, port = stack.address(node)
         try:
-            httpx.get(f"http://{host}:{port}/v1/health_check", timeout=3, trust_env=False).raise_for_status()
+            httpx.get(f"http://{host}:{port}{node.health_path}", timeout=3, trust_env=False).raise_for_status()
         except httpx.HTTPError:
             missing.append(f"{node.name} ({node.image}) at {host}:{port}")
     return missing
