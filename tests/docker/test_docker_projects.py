@@ -116,8 +116,9 @@ class Generated:
 
     def image(self, service: str | None = None) -> str:
         """The image compose tags for a generated service, or for the megaservice."""
-        project = self.spec["name"]
-        return f"opea/{project}-{service.replace('_', '-')}:latest" if service else f"opea/{project}:latest"
+        project = self.spec["name"].replace("_", "-")  # REGISTRY defaults to the project's own namespace
+        return (f"{project}/{project}-{service.replace('_', '-')}:latest" if service
+                else f"{project}/{project}:latest")
 
     def ps(self) -> list[dict[str, Any]]:
         output = self.compose.compose("ps", "--all", "--format", "json", timeout=60).stdout
@@ -136,7 +137,7 @@ def published_image(docker_engine: Engine, tmp_path_factory) -> str:
     spec = {"name": "publisher", "megaservice": {"protocol": "raw"},
             "services": [{"name": "echo", "type": "undefined", "port": port, "endpoint": "/v1/echo"}]}
     project = generate(spec, tmp_path_factory.mktemp("published"), "lite")
-    assert (f"docker build --target service --build-arg SERVICE=echo --build-arg PORT={port} -t opea/publisher-echo ."
+    assert (f"docker build --target service --build-arg SERVICE=echo --build-arg PORT={port} -t publisher/publisher-echo ."
             in (project / "Dockerfile").read_text())
     docker_engine.docker("build", "--quiet", "--tag", PUBLISHED_IMAGE, "--target", "service", "--build-arg",
                          "SERVICE=echo", "--build-arg", f"PORT={port}", str(project), timeout=900)
@@ -297,7 +298,7 @@ def test_the_comps_megaservice_builds_on_opea_comps_base(docker_engine: Engine, 
     assert "OPEA" in answer.json()["choices"][0]["message"]["content"], answer.text
     uid = project.compose("exec", "-T", "megaservice", "python", "-c", "import os; print(os.getuid())").stdout
     assert uid.strip() not in ("", "0")
-    added = docker_engine.image_size("opea/chat-comps-base:latest") - docker_engine.image_size(COMPS_BASE)
+    added = docker_engine.image_size("chat-comps-base/chat-comps-base:latest") - docker_engine.image_size(COMPS_BASE)
     assert added <= MICROSERVICE_BUDGET, f"the megaservice adds {added / 1e6:.1f} MB to {COMPS_BASE}: comps twice?"
     docker_engine.notes.append(f"chat-comps on {COMPS_BASE}: megaservice +{added / 1e6:.1f} MB")
 

@@ -27,7 +27,7 @@ from opea_new import __version__
 from tests.conftest import build_context, tool
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "compose"
-OWNED_FILES = {".copier-answers.compose.yml", "compose.yaml", ".env.example", "tests/test_compose.sh",
+OWNED_FILES = {".copier-answers.compose.yml", "compose.yaml", ".env.example", "set_env.sh", "tests/test_compose.sh",
                "requirements-chart.txt", "tests/chart/chart_checks.py", "tests/chart/test_chart.py"}
 # The Helm chart, in deploy/helm/<DNS name of the project>/ (tests/templates/test_helm_chart.py checks what it holds).
 CHART_FILES = {"Chart.yaml", "values.yaml", "values-gaudi.yaml", ".helmignore",
@@ -42,8 +42,19 @@ PROXY_ARGS = {"http_proxy": "${http_proxy:-}", "https_proxy": "${https_proxy:-}"
 # ---------------------------------------------------------------- answer sets
 
 
-def service(name: str, type_: str, port: int, endpoint: str, image: str | None = None) -> dict[str, Any]:
-    return {"name": name, "type": type_, "port": port, "endpoint": endpoint, "image": image}
+def service(name: str, type_: str, port: int, endpoint: str, image: str | None = None,
+            server: str | None = None, model: str | None = None) -> dict[str, Any]:
+    return {"name": name, "type": type_, "port": port, "endpoint": endpoint, "image": image,
+            "server": server, "model": model}
+
+
+# A model-server node as the generator resolves it: its published image and model always set.
+SERVER_IMAGES = {"tei": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.7", "vllm": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.1",
+                 "tgi": "ghcr.io/huggingface/text-generation-inference:2.4.0-intel-cpu"}
+
+
+def server_node(name: str, type_: str, port: int, endpoint: str, server: str, model: str) -> dict[str, Any]:
+    return service(name, type_, port, endpoint, image=SERVER_IMAGES[server], server=server, model=model)
 
 
 def answers(name: str, services: list[dict[str, Any]], *, runtime: str = "comps", protocol: str = "chat",
@@ -80,7 +91,23 @@ ONLY_IMAGES = answers("images", [
     service("llm", "llm", 9000, "/v1/chat/completions", image="opea/llm-textgen:1.5"),
 ], protocol="raw")
 
+CHATQNA_REAL = answers("chatqna-real", [
+    server_node("tei-embedding", "embedding", 6006, "/embed", "tei", "BAAI/bge-base-en-v1.5"),
+    service("retriever", "retriever", 7000, "/v1/retrieval"),
+    server_node("tei-rerank", "rerank", 8808, "/rerank", "tei", "BAAI/bge-reranker-base"),
+    server_node("vllm", "llm", 9009, "/v1/chat/completions", "vllm", "meta-llama/Meta-Llama-3-8B-Instruct"),
+])
+TGI = answers("tgi_app", [
+    server_node("tgi_llm", "llm", 9010, "/v1/chat/completions", "tgi", "Intel/neural-chat-7b-v3-3"),
+], protocol="raw")
+# Answers of an older release: services without `server` and `model`.
+OLD_ANSWERS = answers("old", [{"name": "llm", "type": "llm", "port": 9000, "endpoint": "/v1/chat/completions",
+                               "image": None}])
+
 ANSWER_SETS = {
+    "chatqna_real": CHATQNA_REAL,
+    "tgi": TGI,
+    "old_answers": OLD_ANSWERS,
     "chain": CHAIN,
     "fan_in": FAN_IN,
     "image_service": IMAGE_SERVICE,
@@ -189,8 +216,13 @@ def test_every_service_has_a_python_healthcheck_on_its_own_port(rendered):
     ports = {dns(s["name"]): s["port"] for s in data["services"]}
     ports["megaservice"] = data["megaservice"]["port"]
     assert set(services) == set(ports)
+    servers = {dns(s["name"]) for s in data["services"] if s.get("server")}
     for name, definition in services.items():
         check = definition["healthcheck"]
+        assert definition["restart"] == "unless-stopped", name
+        if name in servers:  # a model server: its own /health, probed with the curl its image carries
+            assert check["test"] == ["CMD", "curl", "-f", f"http://127.0.0.1:{ports[name]}/health"], name
+            continue
         assert check["test"][:3] == ["CMD", "python", "-c"], name
         # the megaservice is healthy when it is ready (every node answers); a service when it is alive
         path = "/v1/health/ready" if name == "megaservice" else "/v1/health_check"
@@ -229,7 +261,7 @@ def test_images_and_builds(rendered):
             assert "build" not in definition
         else:
             image = f"{dns(data['name'])}-{dns(spec['name'])}"
-            assert definition["image"] == f"${{REGISTRY:-opea}}/{image}:${{TAG:-latest}}"
+            assert definition["image"] == f"${{REGISTRY:-{dns(data['name'])}}}/{image}:${{TAG:-latest}}"
             # From the project root, like the megaservice: the image needs vendor/ (the runtime's wheel) too.
             # The stage `service` of the root Dockerfile, told which folder it is and its port.
             assert definition["build"]["context"] == "."
@@ -239,11 +271,44 @@ def test_images_and_builds(rendered):
                                                    "SERVICE": dns(spec["name"]), "PORT": str(spec["port"]),
                                                    **PROXY_ARGS}
     mega = services["megaservice"]
-    assert mega["image"] == f"${{REGISTRY:-opea}}/{dns(data['name'])}:${{TAG:-latest}}"
+    assert mega["image"] == f"${{REGISTRY:-{dns(data['name'])}}}/{dns(data['name'])}:${{TAG:-latest}}"
     assert mega["build"]["context"] == "."
     assert "dockerfile" not in mega["build"]
     assert mega["build"]["target"] == "megaservice"
     assert mega["build"]["args"] == {"BASE_IMAGE": "${MEGASERVICE_BASE_IMAGE:-python:3.11-slim}", **PROXY_ARGS}
+
+
+def test_no_image_the_project_builds_wears_opea_names(rendered):
+    """The project's own images default to its own namespace; published images keep theirs."""
+    data, project = rendered
+    result = run([compose_binary(), "config", "--format", "json"], project, unset=("REGISTRY", "TAG"))
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    published = {dns(s["name"]): s["image"] for s in data["services"] if s["image"]}
+    for name, definition in services.items():
+        if name in published:
+            assert definition["image"] == published[name] and "build" not in definition, name
+        else:
+            assert "build" in definition, name
+            assert not definition["image"].startswith("opea/"), name
+            assert definition["image"].startswith(f"{dns(data['name'])}/{dns(data['name'])}"), name
+    assert env_example_keys(project)["REGISTRY"] == dns(data["name"])
+
+
+def test_registry_and_tag_override_the_built_images_only(rendered):
+    data, project = rendered
+    result = run([compose_binary(), "config", "--format", "json"], project,
+                 {"REGISTRY": "registry.example.com/team", "TAG": "1.2"})
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    published = {dns(s["name"]): s["image"] for s in data["services"] if s["image"]}
+    project_name = dns(data["name"])
+    assert services["megaservice"]["image"] == f"registry.example.com/team/{project_name}:1.2"
+    for name, definition in services.items():
+        if name in published:
+            assert definition["image"] == published[name], name
+        elif name != "megaservice":
+            assert definition["image"] == f"registry.example.com/team/{project_name}-{name}:1.2", name
 
 
 def test_env_example_offers_opea_comps_base_for_the_comps_megaservice(rendered):
@@ -270,6 +335,10 @@ def test_microservices_listen_on_all_interfaces_of_their_container(rendered):
     services = compose_file(project)["services"]
     for spec in data["services"]:
         environment = services[dns(spec["name"])]["environment"]
+        assert environment["HF_TOKEN"] == "${HF_TOKEN:-}"
+        if spec.get("server"):  # a model server is told its address on its command line
+            assert "0.0.0.0" in services[dns(spec["name"])]["command"] or spec["server"] != "vllm"
+            continue
         assert environment["HOST"] == "0.0.0.0"
         assert environment["PORT"] == str(spec["port"])
         assert environment["HF_TOKEN"] == "${HF_TOKEN:-}"
@@ -283,7 +352,9 @@ def test_real_backend_variables_per_service(rendered):
         environment = services[dns(spec["name"])]["environment"]
         p = prefix(spec["name"])
         expected = {}
-        if spec["type"].lower() == "llm":
+        if spec.get("server"):
+            pass  # it is the real backend
+        elif spec["type"].lower() == "llm":
             expected = {"LLM_ENDPOINT": f"${{{p}_ENDPOINT:-}}", "LLM_MODEL_ID": f"${{{p}_MODEL_ID:-}}",
                         "LLM_API_KEY": f"${{{p}_API_KEY:-}}"}
         elif spec["type"].lower() == "embedding":
@@ -291,6 +362,47 @@ def test_real_backend_variables_per_service(rendered):
         elif spec["type"].lower() == "rerank":
             expected = {"TEI_RERANKING_ENDPOINT": f"${{{p}_ENDPOINT:-}}"}
         assert {k: v for k, v in environment.items() if k in backend_keys} == expected, spec["name"]
+
+
+def server_command(server: str, model_variable: str, model: str, port: int) -> list[str]:
+    model_id = f"${{{model_variable}:-{model}}}"
+    return {
+        "tei": ["--model-id", model_id, "--auto-truncate", "--port", str(port)],
+        "vllm": ["--model", model_id, "--host", "0.0.0.0", "--port", str(port)],
+        "tgi": ["--model-id", model_id, "--port", str(port), "--cuda-graphs", "0"],
+    }[server]
+
+
+def test_model_servers_run_their_published_image_on_the_spec_port(rendered):
+    data, project = rendered
+    services = compose_file(project)["services"]
+    for spec in [s for s in data["services"] if s.get("server")]:
+        definition = services[dns(spec["name"])]
+        variable = f"{prefix(spec['name'])}_MODEL_ID"
+        assert definition["image"] == spec["image"] and "build" not in definition
+        assert definition["command"] == server_command(spec["server"], variable, spec["model"], spec["port"])
+        assert definition["volumes"] == ["${MODEL_CACHE:-./data}:/data"]
+        environment = definition["environment"]
+        assert environment["HF_HUB_CACHE"] == "/data"
+        assert environment["HUGGINGFACEHUB_API_TOKEN"] == "${HF_TOKEN:-}"
+        assert env_example_keys(project)[variable] == spec["model"]
+        # the megaservice names the model in its requests: the same variable, the same default
+        mega = services["megaservice"]["environment"]
+        assert mega[variable] == f"${{{variable}:-{spec['model']}}}"
+    if any(s.get("server") for s in data["services"]):
+        assert env_example_keys(project)["MODEL_CACHE"] == "./data"
+    else:
+        assert "MODEL_CACHE" not in env_example_keys(project)
+
+
+def test_a_model_id_set_in_the_environment_reaches_the_server_and_the_megaservice(tmp_path):
+    project = render(CHATQNA_REAL, tmp_path / "project")
+    result = run([compose_binary(), "config", "--format", "json"], project, {"VLLM_MODEL_ID": "Qwen/Qwen2-0.5B"})
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services["vllm"]["command"][:2] == ["--model", "Qwen/Qwen2-0.5B"]
+    assert services["megaservice"]["environment"]["VLLM_MODEL_ID"] == "Qwen/Qwen2-0.5B"
+    assert services["tei-embedding"]["command"][1] == "BAAI/bge-base-en-v1.5"
 
 
 def test_every_service_carries_proxies_and_no_proxy_lists_every_service(rendered):
@@ -351,6 +463,29 @@ def test_env_example_values_are_accepted_by_compose(rendered):
         assert result.returncode == 0, result.stderr
     finally:
         (project / ".env").unlink()
+
+
+def sourced_set_env(project: Path, **shell: str) -> dict[str, str]:
+    """The environment after `source set_env.sh` in a bash started with nothing but PATH and `shell`."""
+    command = ["bash", "--noprofile", "--norc", "-c", "set -eu; source ./set_env.sh; env -0"]
+    result = subprocess.run(command, cwd=project, env={"PATH": os.environ["PATH"], **shell}, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return dict(entry.split("=", 1) for entry in result.stdout.split("\0") if entry)
+
+
+def test_set_env_exports_every_variable_of_env_example_with_its_default(rendered):
+    _, project = rendered
+    keys = env_example_keys(project)
+    exported = sourced_set_env(project)
+    assert {key: exported.get(key) for key in keys} == keys
+
+
+def test_set_env_keeps_what_the_shell_already_set(rendered):
+    _, project = rendered
+    exported = sourced_set_env(project, REGISTRY="mine", HF_TOKEN="hf_secret")
+    assert exported["REGISTRY"] == "mine" and exported["HF_TOKEN"] == "hf_secret"
+    assert exported["TAG"] == env_example_keys(project)["TAG"]
 
 
 # ---------------------------------------------------------------- answers are data

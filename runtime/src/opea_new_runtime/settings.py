@@ -10,6 +10,8 @@
     MEGA_SERVICE_POOL_CONNECTIONS            comps runtime: `true` calls nodes on one pooled session instead of
                                              comps' new session per request (~2x the throughput); lite always pools
     LOG_LEVEL                                uvicorn's log level (default info)
+    LOGFLAG                                  OPEA's switch: `true` means LOG_LEVEL=debug unless LOG_LEVEL is set;
+                                             empty or `false` changes nothing
 
 Where node X is, <X>_SERVICE_HOST_IP / <X>_SERVICE_PORT, is read by `remote_service` (orchestrator.py).
 A value that does not parse stops the start with one line naming the variable (`SettingsError`).
@@ -22,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PositiveFloat, ValidationError
+from pydantic import AliasChoices, Field, PositiveFloat, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +44,19 @@ class MegaserviceSettings(BaseSettings):
     stream_format: Literal["openai", "opea"] = "openai"
     pool_connections: bool = False
     log_level: str = Field("info", validation_alias=AliasChoices("LOG_LEVEL", "MEGA_SERVICE_LOG_LEVEL"))
+    logflag: bool = Field(False, validation_alias=AliasChoices("LOGFLAG", "MEGA_SERVICE_LOGFLAG"))
+
+    @field_validator("logflag", mode="before")
+    @classmethod
+    def _empty_logflag_is_off(cls, value: object) -> object:
+        # OPEA's compose files pass LOGFLAG=${LOGFLAG} through: unset arrives as an empty string.
+        return False if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _logflag_means_debug(self) -> MegaserviceSettings:
+        if self.logflag and "log_level" not in self.model_fields_set:
+            self.log_level = "debug"
+        return self
 
 
 def load(cls: type[BaseSettings] = MegaserviceSettings, **overrides: object) -> BaseSettings:
