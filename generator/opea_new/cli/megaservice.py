@@ -24,6 +24,10 @@ class Runtime(StrEnum):
 def command(
     spec: Path = typer.Option(None, "--spec", "-s", dir_okay=False,
                               help="Pipeline spec (YAML or JSON). Without it: ask, or --defaults."),
+    from_studio: Path = typer.Option(None, "--from-studio", dir_okay=False,
+                                     help="A GenAIStudio export (workflow-info.json) instead of a spec."),
+    print_spec: bool = typer.Option(False, "--print-spec", help="With --from-studio: print the spec it becomes "
+                                    "(YAML) and write nothing."),
     output: Path = typer.Option(None, "--output", "-o", help="Where to create the project [default: ./<name>]."),
     defaults: bool = typer.Option(False, "--defaults", help="Take the default ChatQnA-shaped pipeline without asking."),
     runtime: Runtime = typer.Option(None, "--runtime", help="Megaservice runtime: comps (opea-comps 1.5) or lite.",
@@ -33,8 +37,13 @@ def command(
                                "folder, or go through a symbolic link) it lists them and writes nothing."),
 ) -> None:
     """Generate a megaservice project: microservices, megaservice, compose, tests, CI and docs."""
-    if spec and defaults:
-        fail_usage("--spec and --defaults are alternatives; pass one of them")
+    if sum(map(bool, (spec, defaults, from_studio))) > 1:
+        fail_usage("--spec, --from-studio and --defaults are alternatives; pass one of them")
+    if print_spec and not from_studio:
+        fail_usage("--print-spec goes with --from-studio FILE")
+    if from_studio:
+        _from_studio(from_studio, output, force, runtime, print_spec)
+        return
     asking = not spec and not defaults
     if not asking:
         pipeline = _pipeline_from(spec, defaults)
@@ -54,6 +63,31 @@ def command(
         if not confirm_pipeline(pipeline):
             fail_usage("Cancelled; nothing was written.")
         _generate(pipeline, output, force)
+
+
+def _from_studio(path: Path, output: Path | None, force: bool, runtime: Runtime | None, print_spec: bool) -> None:
+    from ..spec import SpecError
+    from ..studio import load_studio_pipeline, studio_spec
+    from .specs import problem_lines
+
+    if not path.is_file():
+        fail_usage(f"{path}: no such GenAIStudio workflow file")
+    try:
+        pipeline = load_studio_pipeline(path)
+        if print_spec:
+            import yaml
+
+            from ..spec.load import read_document
+
+            typer.echo(yaml.safe_dump(studio_spec(read_document(path).data, str(path)), sort_keys=False), nl=False)
+            return
+    except SpecError as error:
+        count = error.total
+        fail_usage(f"{path}: {count:,} problem{'s' if count != 1 else ''} in the GenAIStudio workflow; "
+                   "nothing was written", details=problem_lines(error, str(path)))
+    if runtime:
+        pipeline = pipeline.with_runtime(runtime.value)
+    _generate(pipeline, output, force)
 
 
 def _generate(pipeline: Pipeline, output: Path | None, force: bool) -> None:
