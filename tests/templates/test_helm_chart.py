@@ -31,6 +31,7 @@ import yaml
 from opea_new import render
 from opea_new.spec import default_pipeline, load_pipeline, pipeline_from_data
 from tests.conftest import chart_checks, copier_render, run_cli
+from tests.templates.test_compose_template import CHATQNA_REAL, OLD_ANSWERS, TGI
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_TEMPLATE = REPO / "templates" / "compose"
@@ -186,7 +187,7 @@ def test_every_node_runs_as_compose_runs_it(project):
         deployment = checks.deployment_of(documents, dns(service.name))
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         composed = compose[dns(service.name)]
-        expected_image = service.image or composed["image"].replace("${REGISTRY:-opea}", "opea").replace(
+        expected_image = service.image or re.sub(r"\$\{REGISTRY:-([^}]*)\}", r"\1", composed["image"]).replace(
             "${TAG:-latest}", "latest")
         assert container["image"] == expected_image
         assert [port["containerPort"] for port in container["ports"]] == [service.port]
@@ -310,6 +311,151 @@ def test_the_chart_templates_are_static_and_generic():
     assert rendered == ["Chart.yaml.jinja", "values-gaudi.yaml.jinja", "values.yaml.jinja"]
     for path in (chart / "templates").rglob("*"):
         assert path.is_dir() or path.suffix != ".jinja", path
+
+
+# ---------------------------------------------------------------- model-server nodes (TEI, vLLM, TGI)
+
+
+SERVER_ANSWERS = {"chatqna-real": CHATQNA_REAL, "tgi": TGI}  # the compose template's answer sets
+MODEL_VARIABLE = re.compile(r"^\$\{[A-Z0-9_]+_MODEL_ID:-[^}]+\}$")
+
+
+@pytest.fixture(params=sorted(SERVER_ANSWERS), scope="module")
+def server_project(request, tmp_path_factory) -> tuple[dict[str, Any], Path]:
+    """The compose part rendered by copier from answers whose nodes name a model server."""
+    data = SERVER_ANSWERS[request.param]
+    destination = tmp_path_factory.mktemp(f"servers-{request.param}")
+    copier_render(COMPOSE_TEMPLATE, data, destination)
+    return data, destination
+
+
+def server_nodes(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node for node in data["services"] if node.get("server")]
+
+
+def server_value_sets(chart: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    claims = {"services": {dns(node["name"]): {"modelCache": {"existingClaim": f"models-{dns(node['name'])}"}}
+                           for node in server_nodes(data)}}
+    return {
+        "defaults": {},
+        "secret": {"secrets": {"existingSecret": "app-secrets"}},
+        "claims": claims,
+        "everything": checks.merge(checks.merge(checks.merge(checks.read_values(chart / "values-gaudi.yaml"),
+                                                             checks.scaled(chart)), claims),
+                                   {"secrets": {"existingSecret": "app-secrets"}}),
+    }
+
+
+def container_of(documents: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    return checks.deployment_of(documents, component)["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_server_charts_pass_lint_schemas_and_semantics(server_project):
+    data, folder = server_project
+    chart = checks.chart_dir(folder)
+    assert server_nodes(data)
+    assert checks.values_secret_problems(yaml.safe_load((chart / "values.yaml").read_text())) == []
+    for name, values in server_value_sets(chart, data).items():
+        assert checks.lint(chart, values) == [], name
+        documents = checks.render(chart, values, namespace="opea")
+        assert checks.semantic_problems(documents) == [], name
+        for kube_version in checks.KUBE_VERSIONS:
+            assert checks.schema_problems(documents, kube_version) == [], (name, kube_version)
+
+
+def test_a_server_node_runs_as_compose_runs_it(server_project):
+    """The published image with compose's command as args ($(MODEL_ID) for its ${<NODE>_MODEL_ID:-model}), the
+    same variables (tokens from the Secret), /health probes at the spec port, the model cache at /data."""
+    data, folder = server_project
+    documents = checks.render(checks.chart_dir(folder), {"secrets": {"existingSecret": "app-secrets"}})
+    compose = compose_of(folder)
+    for node in server_nodes(data):
+        composed = compose[dns(node["name"])]
+        container = container_of(documents, dns(node["name"]))
+        assert container["image"] == composed["image"] == node["image"]
+        assert container["args"] == [MODEL_VARIABLE.sub("$(MODEL_ID)", word) for word in composed["command"]]
+        assert container["args"][container["args"].index("--port") + 1] == str(node["port"])
+        assert [port["containerPort"] for port in container["ports"]] == [node["port"]]
+        env = {entry["name"]: entry for entry in container["env"]}
+        assert env["MODEL_ID"]["value"] == node["model"]
+        assert set(composed["environment"]) <= set(env)
+        assert not {"HOST", "PORT"} & set(env)  # a generated node's settings, not a server's
+        for name, value in composed["environment"].items():
+            if checks.SECRET_NAME.search(name):
+                assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "app-secrets", "key": "HF_TOKEN",
+                                                                  "optional": True}, name
+            elif name != "no_proxy":
+                assert env[name]["value"] == re.sub(r"^\$\{[A-Za-z_]+:-(.*)\}$", r"\1", value), name
+        assert env["HF_HUB_CACHE"]["value"] == "/data"
+        health = re.search(r"http://127\.0\.0\.1:(\d+)(/\S*)", " ".join(composed["healthcheck"]["test"])).groups()
+        assert health == (str(node["port"]), "/health")
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container[kind]["httpGet"] == {"path": "/health", "port": "http"}, kind
+        assert container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"] >= 1800
+        pod_spec = checks.deployment_of(documents, dns(node["name"]))["spec"]["template"]["spec"]
+        volumes = {volume["name"]: volume for volume in pod_spec["volumes"]}
+        mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+        assert mounts == {"/tmp": "tmp", "/data": "model-cache", "/dev/shm": "shm"}
+        assert volumes["model-cache"] == {"name": "model-cache", "emptyDir": {"sizeLimit": "50Gi"}}
+        assert volumes["shm"]["emptyDir"]["medium"] == "Memory"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_the_megaservice_names_each_servers_model(server_project):
+    """<NODE>_MODEL_ID: modelId in values.yaml, in the megaservice's env and the server's MODEL_ID; one value."""
+    data, folder = server_project
+    chart = checks.chart_dir(folder)
+    values = yaml.safe_load((chart / "values.yaml").read_text())["services"]
+    composed = compose_of(folder)["megaservice"]["environment"]
+    documents = checks.render(chart)
+    env = checks.container_env(documents, checks.deployment_of(documents, "megaservice")["metadata"]["name"])
+    model_variables = {name for name in env if name.endswith("_MODEL_ID")}
+    assert model_variables == {name for name in composed if name.endswith("_MODEL_ID")} == {
+        f"{prefix(node['name'])}_MODEL_ID" for node in server_nodes(data)}
+    for node in server_nodes(data):
+        assert values[dns(node["name"])]["server"] == node["server"]
+        assert values[dns(node["name"])]["modelId"] == node["model"]
+        assert env[f"{prefix(node['name'])}_MODEL_ID"]["value"] == node["model"]
+    node = server_nodes(data)[0]
+    documents = checks.render(chart, {"services": {dns(node["name"]): {"modelId": "Qwen/Qwen2-0.5B"}}})
+    env = checks.container_env(documents, checks.deployment_of(documents, "megaservice")["metadata"]["name"])
+    assert env[f"{prefix(node['name'])}_MODEL_ID"]["value"] == "Qwen/Qwen2-0.5B"
+    server_env = {entry["name"]: entry for entry in container_of(documents, dns(node["name"]))["env"]}
+    assert server_env["MODEL_ID"]["value"] == "Qwen/Qwen2-0.5B"
+
+
+def test_an_existing_claim_holds_the_model_cache(server_project):
+    data, folder = server_project
+    chart = checks.chart_dir(folder)
+    documents = checks.render(chart, server_value_sets(chart, data)["claims"])
+    for node in server_nodes(data):
+        pod_spec = checks.deployment_of(documents, dns(node["name"]))["spec"]["template"]["spec"]
+        (cache,) = [volume for volume in pod_spec["volumes"] if volume["name"] == "model-cache"]
+        assert cache == {"name": "model-cache", "persistentVolumeClaim": {"claimName": f"models-{dns(node['name'])}"}}
+
+
+def test_nodes_without_a_server_render_as_before(tmp_path):
+    """Answers of an older release (no `server` key) and the generated nodes beside servers: no server settings."""
+    copier_render(COMPOSE_TEMPLATE, OLD_ANSWERS, tmp_path / "old")
+    copier_render(COMPOSE_TEMPLATE, CHATQNA_REAL, tmp_path / "real")
+    for folder, component in ((tmp_path / "old", "llm"), (tmp_path / "real", "retriever")):
+        chart = checks.chart_dir(folder)
+        assert checks.lint(chart) == []
+        documents = checks.render(chart)
+        assert checks.semantic_problems(documents) == []
+        entry = yaml.safe_load((chart / "values.yaml").read_text())["services"][component]
+        assert not {"server", "modelId", "args", "modelCache"} & set(entry)
+        container = container_of(documents, component)
+        assert "args" not in container
+        assert [mount["mountPath"] for mount in container["volumeMounts"]] == ["/tmp"]
+        assert {container[kind]["httpGet"]["path"] for kind in ("startupProbe", "livenessProbe")} == {
+            "/v1/health_check"}
+        assert container["startupProbe"]["failureThreshold"] == 60
+        env = {entry["name"] for entry in container["env"]}
+        assert {"HOST", "PORT"} <= env and "MODEL_ID" not in env
+    documents = checks.render(checks.chart_dir(tmp_path / "old"))
+    megaservice = checks.deployment_of(documents, "megaservice")["metadata"]["name"]
+    assert not [name for name in checks.container_env(documents, megaservice) if name.endswith("_MODEL_ID")]
 
 
 # ---------------------------------------------------------------- each check catches what it is there for

@@ -115,7 +115,19 @@ named, which is what an empty value in compose's .env means).
   value: {{ include "opea.componentName" (dict "root" $root "key" $key) | quote }}
 - name: {{ printf "%s_SERVICE_PORT" $service.envPrefix }}
   value: {{ $service.port | toString | quote }}
+{{- if $service.server }}
+- name: {{ printf "%s_MODEL_ID" $service.envPrefix }}
+  value: {{ $service.modelId | toString | quote }}
 {{- end }}
+{{- end }}
+{{- else if .component.server }}
+{{- /* A model server: its model, and every cache on the /data volume (the root file system is read-only). */}}
+- name: MODEL_ID
+  value: {{ .component.modelId | toString | quote }}
+- name: HF_HUB_CACHE
+  value: "/data"
+- name: HOME
+  value: "/data"
 {{- else }}
 - name: HOST
   value: "0.0.0.0"
@@ -124,6 +136,13 @@ named, which is what an empty value in compose's .env means).
 {{- end }}
 {{ include "opea.proxyEnv" $root }}
 {{- include "opea.settingsEnv" . }}
+{{- end -}}
+
+{{/* The timings of one probe kind ("startup", "liveness", "readiness"): the chart's, with the component's on top. */}}
+{{- define "opea.probeTimings" -}}
+{{- $timings := deepCopy (get .root.Values.probes .kind) -}}
+{{- with .component.probes }}{{ with get . $.kind }}{{ $timings = mergeOverwrite $timings (deepCopy .) }}{{ end }}{{ end -}}
+{{- toYaml $timings -}}
 {{- end -}}
 
 {{/* The hardened container securityContext, with a component's own overrides on top. */}}

@@ -38,6 +38,10 @@ spec:
         - name: {{ .key }}
           image: {{ include "opea.image" . | quote }}
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          {{- with $component.args }}
+          args:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
           ports:
             - name: http
               containerPort: {{ $component.port }}
@@ -48,17 +52,17 @@ spec:
             httpGet:
               path: {{ $component.health.liveness }}
               port: http
-            {{- toYaml $root.Values.probes.startup | nindent 12 }}
+            {{- include "opea.probeTimings" (dict "root" $root "component" $component "kind" "startup") | nindent 12 }}
           livenessProbe:
             httpGet:
               path: {{ $component.health.liveness }}
               port: http
-            {{- toYaml $root.Values.probes.liveness | nindent 12 }}
+            {{- include "opea.probeTimings" (dict "root" $root "component" $component "kind" "liveness") | nindent 12 }}
           readinessProbe:
             httpGet:
               path: {{ $component.health.readiness }}
               port: http
-            {{- toYaml $root.Values.probes.readiness | nindent 12 }}
+            {{- include "opea.probeTimings" (dict "root" $root "component" $component "kind" "readiness") | nindent 12 }}
           resources:
             {{- toYaml $component.resources | nindent 12 }}
           securityContext:
@@ -66,11 +70,31 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- if $component.server }}
+            - name: model-cache
+              mountPath: /data
+            - name: shm
+              mountPath: /dev/shm
+            {{- end }}
       volumes:
-        # The root file system is read-only: /tmp is the one writable place.
+        # The root file system is read-only: /tmp is the one writable place (and /data for a model server).
         - name: tmp
           emptyDir:
             sizeLimit: {{ $root.Values.tmpSizeLimit }}
+        {{- if $component.server }}
+        - name: model-cache
+          {{- if $component.modelCache.existingClaim }}
+          persistentVolumeClaim:
+            claimName: {{ $component.modelCache.existingClaim }}
+          {{- else }}
+          emptyDir:
+            sizeLimit: {{ $component.modelCache.sizeLimit }}
+          {{- end }}
+        - name: shm
+          emptyDir:
+            medium: Memory
+            sizeLimit: {{ $component.shmSizeLimit }}
+        {{- end }}
       {{- with $component.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
