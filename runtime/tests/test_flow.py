@@ -150,7 +150,7 @@ async def llm(node: str, body: dict, request: web.Request) -> web.Response:
 def test_the_documents_reach_an_llm_behind_nodes_that_do_not_carry_them(order):
     async def scenario():
         async with Services(retriever=retriever, guardrail=guardrail, llm=llm).running() as services:
-            edges = list(zip(order, order[1:]))
+            edges = list(zip(order, order[1:], strict=False))
             types = {"retriever": ServiceType.RETRIEVER, "guardrail": ServiceType.GUARDRAIL, "llm": ServiceType.LLM}
             outputs, _ = await run(build(services.port, edges, types=types), {"text": "what is opea"})
             assert outputs["llm"] == {"text": "what is opea | OPEA is open."}

@@ -137,8 +137,8 @@ def published_image(docker_engine: Engine, tmp_path_factory) -> str:
     spec = {"name": "publisher", "megaservice": {"protocol": "raw"},
             "services": [{"name": "echo", "type": "undefined", "port": port, "endpoint": "/v1/echo"}]}
     project = generate(spec, tmp_path_factory.mktemp("published"), "lite")
-    assert (f"docker build --target service --build-arg SERVICE=echo --build-arg PORT={port} -t publisher/publisher-echo ."
-            in (project / "Dockerfile").read_text())
+    assert (f"docker build --target service --build-arg SERVICE=echo --build-arg PORT={port} "
+            "-t publisher/publisher-echo ." in (project / "Dockerfile").read_text())
     docker_engine.docker("build", "--quiet", "--tag", PUBLISHED_IMAGE, "--target", "service", "--build-arg",
                          "SERVICE=echo", "--build-arg", f"PORT={port}", str(project), timeout=900)
     return PUBLISHED_IMAGE

@@ -49,7 +49,8 @@ def service(name: str, type_: str, port: int, endpoint: str, image: str | None =
 
 
 # A model-server node as the generator resolves it: its published image and model always set.
-SERVER_IMAGES = {"tei": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.7", "vllm": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.1",
+SERVER_IMAGES = {"tei": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.7",
+                 "vllm": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.1",
                  "tgi": "ghcr.io/huggingface/text-generation-inference:2.4.0-intel-cpu"}
 
 

@@ -1096,7 +1096,8 @@ CHATQNA_XEON = answers("chatqna-xeon", [
     {**service("tei-reranking", "rerank", 8808, "/rerank",
                image="ghcr.io/huggingface/text-embeddings-inference:cpu-1.7"),
      "server": "tei", "model": "BAAI/bge-reranker-base"},
-    {**service("vllm", "llm", 9009, "/v1/chat/completions", image="public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.1"),
+    {**service("vllm", "llm", 9009, "/v1/chat/completions",
+               image="public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.10.1"),
      "server": "vllm", "model": "Intel/neural-chat-7b-v3-3"},
 ], [edge("tei-embedding", "retriever"), edge("retriever", "tei-reranking"), edge("tei-reranking", "vllm")],
     protocol="chat")

@@ -5,9 +5,10 @@
     GET  /v1/models            chat protocol: the pipeline as the one model (its name), as OpenAI lists models
     GET  /v1/health_check      liveness (also /v1/health and /health): 200 once the process serves
     GET  /v1/health/ready      readiness: 200 {"ready": true, "not_ready": []} when every node answers its
-                               /v1/health_check (a model server: /health) with 200, else 503 {"ready": false, "not_ready": [{"node",
-                               "address", "detail"}]}; nodes are probed in parallel (READINESS_TIMEOUT
-                               seconds each), the answer is kept READINESS_CACHE seconds
+                               /v1/health_check (a model server: /health) with 200, else 503
+                               {"ready": false, "not_ready": [{"node", "address", "detail"}]}; nodes are
+                               probed in parallel (READINESS_TIMEOUT seconds each), the answer is kept
+                               READINESS_CACHE seconds
     GET  /v1/statistics        request counts and latencies of the megaservice and of every node
     GET  /metrics              the same, in Prometheus' text format
 
