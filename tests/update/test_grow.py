@@ -182,6 +182,29 @@ def test_an_added_image_service_gets_wiring_but_no_code(tier, chain):
     assert ("retriever", "guard", "success") in flow_in_answers(chain)
 
 
+def test_an_added_model_server_runs_its_image_and_is_wired_with_its_model(tier, chain):
+    result = tier.cli("add-service", "tei-rerank", "--type", "rerank", "--server", "tei", "--after", "retriever",
+                      "--before", "llm", "--project", chain)
+
+    assert result.returncode == 0, result.stderr
+    assert "tei server (BAAI/bge-reranker-base)" in result.stdout
+    assert not (chain / "services" / "tei-rerank").exists()
+    node = next(node for node in read_pipeline(chain).nodes if node.name == "tei-rerank")
+    assert (node.server, node.model, node.endpoint) == ("tei", "BAAI/bge-reranker-base", "/rerank")
+    server = compose_services(chain)["tei-rerank"]
+    assert server["image"].startswith("ghcr.io/huggingface/text-embeddings-inference:")
+    assert "--model-id" in server["command"]
+
+
+def test_a_server_that_cannot_serve_the_type_is_refused_and_changes_nothing(tier, chain):
+    before = (head(chain), porcelain(chain))
+    result = tier.cli("add-service", "guard", "--type", "guardrail", "--server", "tei", "--project", chain)
+
+    assert result.returncode == 2
+    assert "tei serves embedding and rerank nodes, not guardrail" in result.stderr and "Traceback" not in result.stderr
+    assert (head(chain), porcelain(chain)) == before
+
+
 def test_a_failure_while_working_exits_1_and_changes_nothing(tier, dag):
     (dag / "services" / "audit").write_text("a file where the new service's folder goes\n")
     commit_all(dag, "in the way")
