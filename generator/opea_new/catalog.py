@@ -7,12 +7,70 @@ resolved values (port, endpoint, stub family), never look them up.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 STUB_FAMILIES = ("embedding", "retriever", "rerank", "llm", "guardrail", "passthrough")
 
 _ANY = "any JSON object"
 _TRACED = "the same object + its name appended to `trace`"
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One request document a generated service accepts and what it answers, as opea-comps 1.5 does.
+
+    `request` and `answer` are classes of comps/cores/proto (opea-comps 1.5); `note` says
+    how the answer differs from a plain `answer` (fields added, a stream).
+    """
+
+    request: str
+    answer: str
+    example: dict[str, Any] = field(hash=False)  # a minimal valid request body of this row
+    note: str = ""
+
+    @property
+    def answered(self) -> str:
+        return f"{self.answer} {self.note}" if self.note else self.answer
+
+
+_VECTOR = [0.1, 0.2, 0.3]
+_RETRIEVED = [{"text": "OPEA is a framework for GenAI pipelines."}]
+_CHAT = [{"role": "user", "content": "What is OPEA?"}]
+_PAYLOADS: dict[str, tuple[Payload, ...]] = {
+    "embedding": (
+        Payload("TextDoc", "EmbedDoc", {"text": "What is OPEA?"}),
+        Payload("EmbeddingRequest", "EmbeddingResponse", {"input": "What is OPEA?"}),
+    ),
+    "retriever": (
+        Payload("EmbedDoc", "SearchedDoc", {"text": "What is OPEA?", "embedding": _VECTOR}),
+        Payload("RetrievalRequest", "RetrievalResponse", {"embedding": _VECTOR, "input": "What is OPEA?"}),
+        Payload("ChatCompletionRequest", "ChatCompletionRequest", {"messages": _CHAT, "embedding": _VECTOR},
+                "+ retrieved_docs, documents"),
+    ),
+    "rerank": (
+        Payload("SearchedDoc", "LLMParamsDoc", {"initial_query": "What is OPEA?", "retrieved_docs": _RETRIEVED}),
+        Payload("RerankingRequest", "RerankingResponse", {"input": "What is OPEA?", "retrieved_docs": _RETRIEVED}),
+        Payload("ChatCompletionRequest", "ChatCompletionRequest", {"messages": _CHAT, "retrieved_docs": _RETRIEVED},
+                "+ reranked_docs, documents"),
+    ),
+    "llm": (
+        Payload("LLMParamsDoc", "GeneratedDoc", {"query": "What is OPEA?", "stream": False},
+                "(with `stream`, its default: SSE chat.completion.chunk events, then [DONE])"),
+        Payload("ChatCompletionRequest", "ChatCompletionResponse", {"messages": _CHAT},
+                "(with `stream`: SSE chat.completion.chunk events, then [DONE])"),
+        Payload("ChatCompletionRequest", "CompletionResponse", {"messages": "What is OPEA?"},
+                "(a string prompt: choices[].text; with `stream`: SSE text_completion events, then [DONE])"),
+        Payload("SearchedDoc", "CompletionResponse", {"initial_query": "What is OPEA?", "retrieved_docs": _RETRIEVED},
+                "(choices[].text, never streamed)"),
+    ),
+    "guardrail": (  # allowed: the input as it came; blocked: a refusal TextDoc with downstream_black_list [".*"]
+        Payload("TextDoc", "TextDoc", {"text": "What is OPEA?"}, "+ blocked"),
+        Payload("GeneratedDoc", "GeneratedDoc", {"text": "OPEA is a framework.", "prompt": "What is OPEA?"},
+                "+ blocked"),
+        Payload("LLMParamsDoc", "LLMParamsDoc", {"query": "What is OPEA?"}, "+ blocked"),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -22,34 +80,37 @@ class ServiceTypeInfo:
     default_port: int
     default_endpoint: str
     stub: str  # which working fake model the generated service carries
-    request_schema: str  # the GenAIComps classes the generated service mirrors
-    response_schema: str
     summary: str
+    payloads: tuple[Payload, ...] = ()  # what it accepts and answers; none: any JSON object, passed through
+
+    @property
+    def request_schema(self) -> str:
+        """The GenAIComps classes the generated service accepts, in the order it tries them."""
+        return " | ".join(dict.fromkeys(p.request for p in self.payloads)) or _ANY
+
+    @property
+    def response_schema(self) -> str:
+        return " | ".join(dict.fromkeys(p.answered for p in self.payloads)) or _TRACED
 
 
 def _passthrough(name: str, port: int, endpoint: str, summary: str) -> ServiceTypeInfo:
-    return ServiceTypeInfo(name, name.upper(), port, endpoint, "passthrough", _ANY, _TRACED, summary)
+    return ServiceTypeInfo(name, name.upper(), port, endpoint, "passthrough", summary)
+
+
+def _stubbed(name: str, port: int, endpoint: str, summary: str) -> ServiceTypeInfo:
+    return ServiceTypeInfo(name, name.upper(), port, endpoint, name, summary, _PAYLOADS[name])
 
 
 TYPES: tuple[ServiceTypeInfo, ...] = (
     _passthrough("gateway", 8090, "/v1/gateway", "an entry service in front of other services"),
-    ServiceTypeInfo("embedding", "EMBEDDING", 6000, "/v1/embeddings", "embedding",
-                    "TextDoc | EmbeddingRequest", "EmbedDoc | EmbeddingResponse",
-                    "text → vector (stub: hashed bag of words; real: a TEI server)"),
-    ServiceTypeInfo("retriever", "RETRIEVER", 7000, "/v1/retrieval", "retriever",
-                    "EmbedDoc", "SearchedDoc",
-                    "vector → the closest documents (stub: an in-memory corpus)"),
-    ServiceTypeInfo("rerank", "RERANK", 8000, "/v1/reranking", "rerank",
-                    "SearchedDoc", "LLMParamsDoc",
-                    "documents → the best ones for the query (stub: lexical overlap)"),
-    ServiceTypeInfo("llm", "LLM", 9000, "/v1/chat/completions", "llm",
-                    "LLMParamsDoc | ChatCompletionRequest", "GeneratedDoc | ChatCompletion | SSE stream",
-                    "query + documents → answer (stub: extractive, streamed; real: any OpenAI-compatible server)"),
+    _stubbed("embedding", 6000, "/v1/embeddings", "text → vector (stub: hashed bag of words; real: a TEI server)"),
+    _stubbed("retriever", 7000, "/v1/retrieval", "vector → the closest documents (stub: an in-memory corpus)"),
+    _stubbed("rerank", 8000, "/v1/reranking", "documents → the best ones for the query (stub: lexical overlap)"),
+    _stubbed("llm", 9000, "/v1/chat/completions",
+             "query + documents → answer (stub: extractive, streamed; real: any OpenAI-compatible server)"),
     _passthrough("asr", 9099, "/v1/audio/transcriptions", "speech → text"),
     _passthrough("tts", 9088, "/v1/audio/speech", "text → speech"),
-    ServiceTypeInfo("guardrail", "GUARDRAIL", 9090, "/v1/guardrails", "guardrail",
-                    "TextDoc", "TextDoc + blocked",
-                    "blocks unsafe input or output (stub: a blocklist)"),
+    _stubbed("guardrail", 9090, "/v1/guardrails", "blocks unsafe input or output (stub: a blocklist)"),
     _passthrough("vectorstore", 6010, "/v1/vectorstore", "stores and searches vectors"),
     _passthrough("dataprep", 6007, "/v1/dataprep/ingest", "ingests documents into a store"),
     _passthrough("undefined", 9100, "/v1/process", "any custom step"),
