@@ -34,8 +34,13 @@ class Service:
         return self.image is None
 
     def answers(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "port": self.port, "endpoint": self.endpoint,
-                "image": self.image, "server": self.server, "model": self.model}
+        """The service in the answers; `server`/`model` only for a server node, so other nodes' answers keep
+        the shape of earlier releases (a plain `copier update` of those arrives at the same file)."""
+        answers = {"name": self.name, "type": self.type, "port": self.port, "endpoint": self.endpoint,
+                   "image": self.image}
+        if self.server is not None:
+            answers.update(server=self.server, model=self.model)
+        return answers
 
 
 @dataclass(frozen=True)
