@@ -39,3 +39,19 @@ def test_a_logflag_that_is_no_boolean_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("LOGFLAG", "maybe")
     with pytest.raises(SettingsError, match="LOGFLAG"):
         load(MegaserviceSettings)
+
+
+@pytest.mark.parametrize(("value", "level"), [("true", "debug"), ("false", "info"), ("", "info")])
+def test_a_microservice_takes_logflag_too(monkeypatch, value, level):
+    from opea_new_runtime.service import load_settings
+
+    monkeypatch.setenv("LOGFLAG", value)
+    assert load_settings(9000).log_level == level
+
+
+def test_a_microservices_explicit_log_level_wins_over_logflag(monkeypatch):
+    from opea_new_runtime.service import load_settings
+
+    monkeypatch.setenv("LOGFLAG", "true")
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    assert load_settings(9000).log_level == "warning"

@@ -21,6 +21,7 @@ Environment (read by `load_settings`, checked before the server starts):
 
     HOST / PORT          where it listens (default 127.0.0.1 / the service's port; images set HOST=0.0.0.0)
     LOG_LEVEL            uvicorn's log level (default info)
+    LOGFLAG              OPEA's switch: `true` means LOG_LEVEL=debug unless LOG_LEVEL is set
     GRACEFUL_TIMEOUT     seconds requests in flight may take to finish on SIGTERM (default 10)
     BACKEND_TIMEOUT      seconds a real backend may stay silent before the request is a 504 (default 300)
 """
@@ -39,7 +40,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -96,6 +97,19 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     graceful_timeout: float = Field(10.0, ge=0)
     backend_timeout: float = Field(300.0, gt=0)
+    logflag: bool = False
+
+    @field_validator("logflag", mode="before")
+    @classmethod
+    def _empty_logflag_is_off(cls, value: Any) -> Any:
+        # OPEA's compose files pass LOGFLAG=${LOGFLAG} through: unset arrives as an empty string.
+        return False if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _logflag_means_debug(self) -> Settings:
+        if self.logflag and "log_level" not in self.model_fields_set:
+            self.log_level = "debug"
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -110,6 +110,8 @@ named, which is what an empty value in compose's .env means).
   value: "0.0.0.0"
 - name: MEGA_SERVICE_PORT
   value: {{ .component.port | toString | quote }}
+- name: LOGFLAG
+  value: {{ $root.Values.logflag | toString | quote }}
 {{- range $key, $service := $root.Values.services }}
 - name: {{ printf "%s_SERVICE_HOST_IP" $service.envPrefix }}
   value: {{ include "opea.componentName" (dict "root" $root "key" $key) | quote }}
@@ -133,6 +135,8 @@ named, which is what an empty value in compose's .env means).
   value: "0.0.0.0"
 - name: PORT
   value: {{ .component.port | toString | quote }}
+- name: LOGFLAG
+  value: {{ $root.Values.logflag | toString | quote }}
 {{- end }}
 {{ include "opea.proxyEnv" $root }}
 {{- include "opea.settingsEnv" . }}
