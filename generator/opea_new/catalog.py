@@ -45,6 +45,8 @@ _PAYLOADS: dict[str, tuple[Payload, ...]] = {
     "retriever": (
         Payload("EmbedDoc", "SearchedDoc", {"text": "What is OPEA?", "embedding": _VECTOR}),
         Payload("RetrievalRequest", "RetrievalResponse", {"embedding": _VECTOR, "input": "What is OPEA?"}),
+        Payload("RetrievalRequestArangoDB", "RetrievalResponse", {"input": "What is OPEA?", "graph_name": "GRAPH"},
+                "(no vector: the question is embedded by the retriever)"),
         Payload("ChatCompletionRequest", "ChatCompletionRequest", {"messages": _CHAT, "embedding": _VECTOR},
                 "+ retrieved_docs, documents"),
     ),

@@ -49,6 +49,9 @@ ROWS: list[tuple[str, str, str, dict[str, Any], str, list[str]]] = [
      "docarray:SearchedDoc", ["initial_query"]),
     ("retriever RetrievalRequest", "retriever", "/v1/retrieval", {"embedding": RANDOM_EMBEDDING, "input": "test"},
      "api_protocol:RetrievalResponse", []),
+    # GenAIComps' ArangoDB retriever is called with RetrievalRequestArangoDB: the question alone, no vector.
+    ("retriever RetrievalRequestArangoDB", "retriever", "/v1/retrieval", {"input": QUESTION, "graph_name": "GRAPH"},
+     "api_protocol:RetrievalResponse", ["retrieved_docs"]),
     # GenAIComps tests/rerankings/test_rerankings_tei.sh:
     # -d '{"initial_query":"What is Deep Learning?", "retrieved_docs": [{"text":"Deep Learning is not..."},
     #      {"text":"Deep learning is..."}]}'

@@ -52,7 +52,7 @@ COMPS_PROTO_REQUIRED = {
     "TextDoc": set(), "EmbedDoc": {"text", "embedding"}, "SearchedDoc": {"retrieved_docs", "initial_query"},
     "LLMParamsDoc": {"query"}, "GeneratedDoc": {"text", "prompt"},
     "EmbeddingRequest": {"input"}, "EmbeddingResponse": {"data"},
-    "RetrievalRequest": set(), "RetrievalResponse": {"retrieved_docs"},
+    "RetrievalRequest": set(), "RetrievalRequestArangoDB": set(), "RetrievalResponse": {"retrieved_docs"},
     "RerankingRequest": {"input", "retrieved_docs"}, "RerankingResponse": {"reranked_docs"},
     "ChatCompletionRequest": {"messages"}, "ChatCompletionResponse": {"choices", "model", "usage"},
     "CompletionResponse": {"choices", "model", "usage"},
@@ -60,7 +60,8 @@ COMPS_PROTO_REQUIRED = {
 # What each generated service needs beyond comps' required fields (its schemas.py.jinja, strict on these).
 SERVICE_REQUIRED = {
     ("embedding", "TextDoc"): {"text"},
-    ("retriever", "RetrievalRequest"): {"embedding"},
+    ("retriever", "RetrievalRequest"): {"embedding"},  # this row's; the ArangoDB row has the question alone
+    ("retriever", "RetrievalRequestArangoDB"): {"input"},
     ("retriever", "ChatCompletionRequest"): {"embedding"},
     ("guardrail", "TextDoc"): {"text"},
 }
@@ -103,6 +104,7 @@ def test_a_pipeline_request_travels_on_with_what_the_service_added():
 def test_the_schema_strings_are_derived_from_the_rows():
     assert catalog.get("embedding").request_schema == "TextDoc | EmbeddingRequest"
     assert catalog.get("embedding").response_schema == "EmbedDoc | EmbeddingResponse"
-    assert catalog.get("retriever").request_schema == "EmbedDoc | RetrievalRequest | ChatCompletionRequest"
+    assert catalog.get("retriever").request_schema == (
+        "EmbedDoc | RetrievalRequest | RetrievalRequestArangoDB | ChatCompletionRequest")
     assert catalog.get("asr").request_schema == "any JSON object"
     assert "trace" in catalog.get("asr").response_schema
