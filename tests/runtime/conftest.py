@@ -169,7 +169,8 @@ def projects(tmp_path_factory: pytest.TempPathFactory):
     def make(spec: dict[str, Any], runtime: str) -> Path:
         key = (json.dumps(spec, sort_keys=True), runtime)
         if key not in rendered:
-            rendered[key] = generate({**spec, "runtime": runtime}, work / runtime)
+            # a folder per spec: two tests' specs may share a name (chatqna) and differ in their services
+            rendered[key] = generate({**spec, "runtime": runtime}, work / runtime / str(len(rendered)))
         return rendered[key]
 
     return make
