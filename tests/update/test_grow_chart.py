@@ -79,8 +79,8 @@ def test_an_added_image_node_runs_its_image_in_the_chart(tier, chain):
 def test_a_users_edit_of_the_values_survives_add_service(tier, chain):
     values = checks.chart_dir(chain) / "values.yaml"
     text = values.read_text()
-    assert text.count('  registry: "opea"\n') == 1
-    values.write_text(text.replace('  registry: "opea"\n', '  registry: "registry.example.com/team"\n'))
+    assert text.count('  registry: "grow-chain"\n') == 1  # the project's own namespace, never OPEA's
+    values.write_text(text.replace('  registry: "grow-chain"\n', '  registry: "registry.example.com/team"\n'))
     commit_all(chain, "our registry")
 
     result = tier.cli("add-service", "audit", "--type", "undefined", "--project", chain)
