@@ -118,8 +118,8 @@ def measure(engine: Engine, work: Path, runtime: str, runs: int) -> dict:
         "cold up --wait": start,
         "warm up --build --wait": statistics.median(warm),
         "up --wait (built images)": fresh,
-        "microservices": {service: engine.image_size(f"opea/{name}-{service}:latest") for service, _ in SERVICES},
-        "megaservice": engine.image_size(f"opea/{name}:latest"),
+        "microservices": {service: engine.image_size(f"{name}/{name}-{service}:latest") for service, _ in SERVICES},
+        "megaservice": engine.image_size(f"{name}/{name}:latest"),
     }
 
 
