@@ -18,6 +18,11 @@ LIBRARY_TESTS = Path(__file__).resolve().parents[2] / "runtime" / "tests"
 
 pytestmark = pytest.mark.slow
 
+# every pin a generated service may install (a dataprep service installs them all), read from its template
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "templates" / "microservice" / "requirements.txt.jinja"
+DOCUMENT_PINS = tuple(line for line in REQUIREMENTS.read_text().splitlines()
+                      if "==" in line and not line.startswith(("#", "{", "opea-new-runtime")))
+
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_the_library_suite_passes_on(runtime, runtime_venvs, tmp_path):
@@ -26,9 +31,10 @@ def test_the_library_suite_passes_on(runtime, runtime_venvs, tmp_path):
                                capture_output=True, text=True, check=True).stdout
     assert "site-packages" in installed  # the wheel, not a checkout
     # The suite's property tests need hypothesis, which projects themselves do not install; its OpenAI front-door
-    # tests need the SDK (a project's requirements-dev.txt pins the same one).
+    # tests need the SDK (a project's requirements-dev.txt pins the same one); its document and store tests need
+    # what a dataprep service pins (requirements.txt) and pgserver, a real PostgreSQL with pgvector.
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "hypothesis",
-                    "openai==1.109.1"],
+                    "openai==1.109.1", *DOCUMENT_PINS, "pgserver==0.1.4"],
                    capture_output=True, check=True, timeout=300)
     result = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(LIBRARY_TESTS),

@@ -93,7 +93,9 @@ def remote_service_factory(micro_service: type) -> Callable[..., Any]:
 
 
 def node_of(service: Any) -> Node:
-    """The Node of a MicroService (one made without `remote_service` gets one from its own fields)."""
+    """The Node of a MicroService (one made without `remote_service` gets one from its own fields), or a Node."""
+    if isinstance(service, Node):
+        return service
     node = getattr(service, "node", None)
     if isinstance(node, Node):
         return node

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .megaservice import READY_ROUTE, Megaservice
-from .nodes import Node
+from .nodes import Node, node_of
 
 LOCALHOST = "127.0.0.1"
 STARTUP_TIMEOUT = float(os.environ.get("RUN_LOCAL_STARTUP_TIMEOUT", 90))
@@ -49,13 +49,27 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never 
 
 @dataclass(frozen=True)
 class Project:
-    """A generated project as its pipeline module describes it: the megaservice, the nodes, the edges."""
+    """A generated project as its pipeline module describes it: the megaservice, the nodes, the edges.
+
+    `beside` are the services beside the flow (the pipeline module's BESIDE_THE_FLOW, such as
+    a dataprep service): run like the others, never called by the megaservice.
+    """
 
     root: Path
     megaservice: Megaservice
     nodes: tuple[Node, ...]
     edges: tuple[tuple[str, str, str], ...]  # (source, target, condition) by spec names
     module: Any
+    beside: tuple[Node, ...] = ()
+
+    @property
+    def services(self) -> tuple[Node, ...]:
+        """Every service the project runs: the flow's nodes, then those beside it."""
+        return self.nodes + self.beside
+
+    @property
+    def stores_documents(self) -> bool:
+        return any(node.type == "dataprep" for node in self.beside)
 
     @classmethod
     def load(cls, root: Path | str = ".") -> Project:
@@ -67,10 +81,11 @@ class Project:
             sys.path.insert(0, str(root))
         module = importlib.import_module(PIPELINE_MODULE)
         orchestrator = module.build_orchestrator()
-        return cls(root, module.MEGASERVICE, tuple(orchestrator.nodes), tuple(orchestrator.edges), module)
+        return cls(root, module.MEGASERVICE, tuple(orchestrator.nodes), tuple(orchestrator.edges), module,
+                   tuple(node_of(service) for service in getattr(module, "BESIDE_THE_FLOW", ())))
 
     def node(self, name: str) -> Node:
-        return next(node for node in self.nodes if node.name == name)
+        return next(node for node in self.services if node.name == name)
 
 
 class StackError(RuntimeError):
@@ -126,7 +141,7 @@ class Stack:
         self.project = project or Project.load()
         self.python = python
         self.log_dir = log_dir
-        self.ports = {node.name: node.address(self.environ)[1] for node in self.project.nodes}
+        self.ports = {node.name: node.address(self.environ)[1] for node in self.project.services}
         self.ports.update(ports or {})
         self.mega_port = mega_port or int(self.environ.get("MEGA_SERVICE_PORT") or self.project.megaservice.port)
         self.start_services = start_services
@@ -137,7 +152,7 @@ class Stack:
 
     @property
     def local_services(self) -> list[Node]:
-        return [node for node in self.project.nodes if node.generated]
+        return [node for node in self.project.services if node.generated]
 
     @property
     def stand_ins(self) -> list[Node]:
@@ -147,7 +162,7 @@ class Stack:
     @property
     def remote_services(self) -> list[Node]:
         stand_ins = {node.name for node in self.stand_ins} if self.start_services else set()
-        return [node for node in self.project.nodes if not node.generated and node.name not in stand_ins]
+        return [node for node in self.project.services if not node.generated and node.name not in stand_ins]
 
     def address(self, service: Node) -> tuple[str, int]:
         if service.generated or (self.start_services and service in self.stand_ins):
@@ -167,10 +182,24 @@ class Stack:
         return env
 
     def megaservice_environment(self) -> dict[str, str]:
-        env = self.base_environment()
+        env = self.addresses(self.base_environment())
         env["MEGA_SERVICE_HOST"] = LOCALHOST
         env["MEGA_SERVICE_PORT"] = str(self.mega_port)
-        for service in self.project.nodes:
+        return env
+
+    def service_environment(self, service: Node) -> dict[str, str]:
+        """A service's: where it listens, where the others are (a dataprep service calls the embedding node)
+        and, when the project stores documents, the store its dataprep and retriever share."""
+        env = self.addresses(self.base_environment())
+        env["HOST"] = LOCALHOST
+        env["PORT"] = str(self.ports[service.name])
+        if self.project.stores_documents:
+            env.setdefault("VECTOR_STORE", "sqlite")
+            env.setdefault("VECTOR_STORE_PATH", str(self.project.root / "data" / "vectors.db"))
+        return env
+
+    def addresses(self, env: dict[str, str]) -> dict[str, str]:
+        for service in self.project.services:
             host, port = self.address(service)
             env[service.host_variable] = host
             env[service.port_variable] = str(port)
@@ -181,11 +210,8 @@ class Stack:
     def start(self) -> None:
         """Start everything; wait until every process answers its health check (and the megaservice is ready)."""
         for service in self.local_services if self.start_services else ():
-            env = self.base_environment()
-            env["HOST"] = LOCALHOST
-            env["PORT"] = str(self.ports[service.name])
             self._spawn(Process(service.name, self.ports[service.name], [self.python, "-m", "app"],
-                                self.project.root / service.folder, env))
+                                self.project.root / service.folder, self.service_environment(service)))
         for service in self.stand_ins if self.start_services else ():
             command = [self.python, "-m", "opea_new_runtime.model_servers", stand_in_kind(service),
                        "--host", LOCALHOST, "--port", str(self.ports[service.name])]

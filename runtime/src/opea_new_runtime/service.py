@@ -6,7 +6,8 @@ schemas, stub and backend) and gets the rest from here, the same in every servic
     create_app(service, router, create_model)   the app: the model is created at startup and closed at
                                                 shutdown; GET /v1/health_check and /health (liveness, and
                                                 which model answers); GET /metrics (Prometheus: requests
-                                                and latency per route); BackendError → 502, or 504
+                                                and latency per route); BackendError → 502, or 504;
+                                                Refused → its status with {"detail"}
     serve(app)                                  `python -m app`: uvicorn until Ctrl-C or SIGTERM, gracefully
 
 Request bodies are strict JSON (opea_new_runtime.jsonbody, the middleware `StrictJSONBodies`
@@ -24,6 +25,7 @@ Environment (read by `load_settings`, checked before the server starts):
     LOGFLAG              OPEA's switch: `true` means LOG_LEVEL=debug unless LOG_LEVEL is set
     GRACEFUL_TIMEOUT     seconds requests in flight may take to finish on SIGTERM (default 10)
     BACKEND_TIMEOUT      seconds a real backend may stay silent before the request is a 504 (default 300)
+    MAX_REQUEST_BYTES    the largest request body, such as a dataprep upload (default 100 MiB; JSON: 16 MiB)
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -47,7 +49,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .jsonbody import MAX_BODY_BYTES, StrictJSONBodies
 
-__all__ = ["BackendError", "Service", "Settings", "SettingsError", "create_app", "load_settings", "serve"]
+MAX_REQUEST_BYTES = 100 * 1024 * 1024
+
+__all__ = ["BackendError", "Refused", "Service", "Settings", "SettingsError", "create_app", "load_settings", "serve"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,20 @@ class BackendError(Exception):
         return 504 if self.timed_out else 502
 
 
+class Refused(Exception):
+    """A request the service will not serve as it is: answered `{"detail": message}` with `status`.
+
+    A 4xx says what is wrong with the request (a file of an unknown format: 415, a
+    name already taken: 409); 503 says that something the service needs (its
+    vector store) is down, and the service stays up to answer once it is back.
+    """
+
+    def __init__(self, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+
 # ---------------------------------------------------------------- settings
 
 
@@ -98,6 +116,7 @@ class Settings(BaseSettings):
     graceful_timeout: float = Field(10.0, ge=0)
     backend_timeout: float = Field(300.0, gt=0)
     logflag: bool = False
+    max_request_bytes: int = Field(MAX_REQUEST_BYTES, ge=1)
 
     @field_validator("logflag", mode="before")
     @classmethod
@@ -164,6 +183,10 @@ def create_app(service: Service, router: APIRouter, create_model: Callable[[], A
     async def backend_failed(request: Request, error: BackendError) -> JSONResponse:
         return JSONResponse({"detail": error.detail, "backend_status": error.status}, status_code=error.http_status)
 
+    @app.exception_handler(Refused)
+    async def refused(request: Request, error: Refused) -> JSONResponse:
+        return JSONResponse({"detail": error.detail}, status_code=error.status)
+
     @app.get("/v1/health_check")
     @app.get("/health")
     async def health(request: Request) -> dict[str, str]:
@@ -178,6 +201,7 @@ def create_app(service: Service, router: APIRouter, create_model: Callable[[], A
 
     app.include_router(router, responses=ERROR_RESPONSES)
     app.add_middleware(StrictJSONBodies)
+    app.add_middleware(LimitedBodies, limit=_request_limit())
     app.add_middleware(Metrics, registry=registry)  # the outermost: refused bodies are counted too
     return app
 
@@ -197,6 +221,49 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     504: {"description": "The model behind the service did not answer in time (BackendError)",
           "content": _BACKEND_FAILURE},
 }
+
+
+def _request_limit() -> int:
+    try:
+        return load_settings().max_request_bytes
+    except SettingsError:  # serve() refuses such an environment before it listens
+        return MAX_REQUEST_BYTES
+
+
+class LimitedBodies:
+    """ASGI middleware: a request body larger than `limit` bytes is a 413, before it is read through.
+
+    A Content-Length over the limit is refused at once; a body sent without one is
+    counted as it arrives (an upload of any size never fills the disk or memory).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await JSONResponse({"detail": self._too_large}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, self._too_large)  # FastAPI answers it even while parsing a form
+            return message
+
+        await self.app(scope, counted, send)
+
+    @property
+    def _too_large(self) -> str:
+        return f"the request body is larger than {self.limit} bytes (MAX_REQUEST_BYTES)"
 
 
 class Metrics:

@@ -8,7 +8,8 @@ printed when a start fails).
 
     project      the Project (its megaservice, nodes and edges, read from megaservice/pipeline.py)
     stack        every generated service, a stand-in for each model server, and the megaservice, running
-                 and ready (/v1/health/ready)
+                 and ready (/v1/health/ready); documents go to a store in a temporary folder
+    documents    an httpx.Client on the dataprep service beside the flow (skips when there is none)
     client       an httpx.Client on the megaservice
     unreachable  nodes that run a published image and do not answer where the megaservice looks
     whole_flow   skips a test that needs every node when one is unreachable (says which)
@@ -58,11 +59,14 @@ def project(pytestconfig) -> Project:
 
 @pytest.fixture(scope="session")
 def stack(project, tmp_path_factory):
-    local = [node.name for node in project.nodes if runs_here(node, os.environ)]  # generated, and stand-ins
+    local = [node.name for node in project.services if runs_here(node, os.environ)]  # generated, and stand-ins
     *service_ports, mega_port = free_ports(len(local) + 1)
     log_dir = tmp_path_factory.mktemp("logs")
+    environ = dict(os.environ)
+    if project.stores_documents:  # a store of the tests' own, never the project's data/
+        environ.setdefault("VECTOR_STORE_PATH", str(tmp_path_factory.mktemp("store") / "vectors.db"))
     running = start(Stack(dict(zip(local, service_ports, strict=True)), mega_port, project=project,
-                          log_dir=log_dir), log_dir)
+                          log_dir=log_dir, environ=environ), log_dir)
     yield running
     running.stop()
 
@@ -70,6 +74,16 @@ def stack(project, tmp_path_factory):
 @pytest.fixture(scope="session")
 def client(stack):
     with httpx.Client(base_url=f"http://127.0.0.1:{stack.mega_port}", timeout=60, trust_env=False) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def documents(project, stack):
+    dataprep = next((node for node in project.beside if node.type == "dataprep"), None)  # the first
+    if dataprep is None:
+        pytest.skip("the pipeline has no dataprep service beside its flow")
+    host, port = stack.address(dataprep)
+    with httpx.Client(base_url=f"http://{host}:{port}", timeout=60, trust_env=False) as session:
         yield session
 
 
@@ -102,7 +116,7 @@ def dead_node(project, stack, tmp_path_factory):
         pytest.skip("every entry node routes its errors (`error` edges): none can fail the request")
     victim = candidates[0]
     dead_port, mega_port = free_ports(2)
-    ports = {node.name: stack.address(node)[1] for node in project.nodes}
+    ports = {node.name: stack.address(node)[1] for node in project.services}
     ports[victim] = dead_port
     log_dir = tmp_path_factory.mktemp("dead-node-logs")
     megaservice = start(Stack(ports, mega_port, project=project, log_dir=log_dir, environ=stack.environ,
