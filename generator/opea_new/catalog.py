@@ -10,7 +10,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-STUB_FAMILIES = ("embedding", "retriever", "rerank", "llm", "guardrail", "passthrough")
+# dataprep: a dataprep service beside the flow (OPEA's dataprep API over a vector store); on an edge it is a step.
+STUB_FAMILIES = ("embedding", "retriever", "rerank", "llm", "guardrail", "dataprep", "passthrough")
 
 _ANY = "any JSON object"
 _TRACED = "the same object + its name appended to `trace`"
@@ -52,13 +53,16 @@ _PAYLOADS: dict[str, tuple[Payload, ...]] = {
     ),
     "rerank": (
         Payload("SearchedDoc", "LLMParamsDoc", {"initial_query": "What is OPEA?", "retrieved_docs": _RETRIEVED}),
+        Payload("SearchedMultimodalDoc", "LLMParamsDoc",
+                {"initial_query": "What is OPEA?", "retrieved_docs": _RETRIEVED, "metadata": [{"source": "opea.md"}]},
+                "(comps' TEI reranking reads it as a SearchedDoc: metadata is not passed on)"),
         Payload("RerankingRequest", "RerankingResponse", {"input": "What is OPEA?", "retrieved_docs": _RETRIEVED}),
         Payload("ChatCompletionRequest", "ChatCompletionRequest", {"messages": _CHAT, "retrieved_docs": _RETRIEVED},
                 "+ reranked_docs, documents"),
     ),
     "llm": (
-        Payload("LLMParamsDoc", "GeneratedDoc", {"query": "What is OPEA?", "stream": False},
-                "(with `stream`, its default: SSE chat.completion.chunk events, then [DONE])"),
+        Payload("LLMParamsDoc", "CompletionResponse", {"query": "What is OPEA?", "stream": False},
+                "(choices[].text; with `stream`, its default: SSE text_completion events, then [DONE])"),
         Payload("ChatCompletionRequest", "ChatCompletionResponse", {"messages": _CHAT},
                 "(with `stream`: SSE chat.completion.chunk events, then [DONE])"),
         Payload("ChatCompletionRequest", "CompletionResponse", {"messages": "What is OPEA?"},
@@ -114,7 +118,8 @@ TYPES: tuple[ServiceTypeInfo, ...] = (
     _passthrough("tts", 9088, "/v1/audio/speech", "text → speech"),
     _stubbed("guardrail", 9090, "/v1/guardrails", "blocks unsafe input or output (stub: a blocklist)"),
     _passthrough("vectorstore", 6010, "/v1/vectorstore", "stores and searches vectors"),
-    _passthrough("dataprep", 6007, "/v1/dataprep/ingest", "ingests documents into a store"),
+    _passthrough("dataprep", 6007, "/v1/dataprep/ingest",
+                 "beside the flow: OPEA's dataprep API, documents into the store the retriever searches"),
     _passthrough("undefined", 9100, "/v1/process", "any custom step"),
     _passthrough("ragas", 9200, "/v1/ragas", "evaluates answers (RAGAS scores)"),
     _passthrough("lvm", 9399, "/v1/lvm", "a large vision-language model"),

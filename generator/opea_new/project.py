@@ -204,6 +204,11 @@ def _pipeline_of(root: Path, part: Part) -> tuple[Pipeline | None, list[str]]:
     except SpecError as error:
         problems += [_located(where, problem) for problem in error.problems]
         pipeline = None
+    if pipeline is not None and "documents" in answers:  # compose: the dataprep services beside the flow
+        beside = [service.name for service in pipeline.documents]
+        if answers["documents"] != beside:
+            problems.append(f"{where}:{lines.get(('documents',), 1)}: documents: must be {beside!r}, the dataprep "
+                            f"services beside the flow of its services and flow, not {answers['documents']!r}")
     return (None if problems else pipeline), problems
 
 

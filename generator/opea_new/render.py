@@ -53,11 +53,15 @@ def root_answers(pipeline: Pipeline) -> dict[str, Any]:
 
 def compose_answers(pipeline: Pipeline) -> dict[str, Any]:
     answers = pipeline.answers()
-    return {key: answers[key] for key in ("name", "runtime", "megaservice", "services")}
+    compose = {key: answers[key] for key in ("name", "runtime", "megaservice", "services")}
+    if pipeline.documents:  # only then: the answers of a project without keep the shape of earlier releases
+        compose["documents"] = [service.name for service in pipeline.documents]
+    return compose
 
 
 def microservice_answers(pipeline: Pipeline, service: Service) -> dict[str, Any]:
-    return {
+    """A service's answers; a dataprep service beside the flow also names the node it embeds with."""
+    answers = {
         "project_name": pipeline.name,
         "service_name": service.name,
         "service_type": service.type,
@@ -65,6 +69,12 @@ def microservice_answers(pipeline: Pipeline, service: Service) -> dict[str, Any]
         "port": service.port,
         "endpoint": service.endpoint,
     }
+    if service in pipeline.documents:
+        node = pipeline.embedding_node
+        answers["stub"] = "dataprep"
+        answers["embedding"] = node and {"name": node.name, "port": node.port, "endpoint": node.endpoint,
+                                         "server": node.server}
+    return answers
 
 
 def service_dir(service_name: str) -> str:

@@ -50,6 +50,7 @@ def test_next_free_port_skips_used_ports():
 # `ast` from opea-comps 1.5's wheel (comps/cores/proto/docarray.py and api_protocol.py, base classes included).
 COMPS_PROTO_REQUIRED = {
     "TextDoc": set(), "EmbedDoc": {"text", "embedding"}, "SearchedDoc": {"retrieved_docs", "initial_query"},
+    "SearchedMultimodalDoc": {"retrieved_docs", "initial_query", "metadata"},
     "LLMParamsDoc": {"query"}, "GeneratedDoc": {"text", "prompt"},
     "EmbeddingRequest": {"input"}, "EmbeddingResponse": {"data"},
     "RetrievalRequest": set(), "RetrievalRequestArangoDB": set(), "RetrievalResponse": {"retrieved_docs"},
@@ -87,12 +88,12 @@ def test_rows_of_one_type_are_told_apart_by_their_examples():
         assert len(shapes) == len(set(shapes)), info.name
 
 
-def test_the_llm_answers_a_list_of_messages_with_a_chat_and_a_string_prompt_with_a_text_completion():
+def test_the_llm_answers_a_list_of_messages_with_a_chat_and_any_prompt_with_a_text_completion():
     answers = {type(row.example["messages"]): row.answer
                for row in catalog.get("llm").payloads if row.request == "ChatCompletionRequest"}
     assert answers == {list: "ChatCompletionResponse", str: "CompletionResponse"}
-    searched = [row.answer for row in catalog.get("llm").payloads if row.request == "SearchedDoc"]
-    assert searched == ["CompletionResponse"]
+    prompts = [row.answer for row in catalog.get("llm").payloads if row.request in ("SearchedDoc", "LLMParamsDoc")]
+    assert prompts == ["CompletionResponse", "CompletionResponse"]  # comps 1.5: client.completions.create
 
 
 def test_a_pipeline_request_travels_on_with_what_the_service_added():

@@ -35,7 +35,9 @@ def add_service(
 
     --after A --before B puts it between A and B (the A → B edge goes); --after A alone
     puts it downstream of A, --before B alone upstream of B; with neither it is appended
-    to a single-chain flow. Changes are left uncommitted for review.
+    to a single-chain flow. A dataprep service with neither runs beside the flow: OPEA's
+    dataprep API, storing the documents the retrievers search. Changes are left
+    uncommitted for review.
     """
     from .. import catalog
     from ..spec import SpecError
@@ -54,7 +56,8 @@ def add_service(
         else:
             fail_usage(f"{name!r} is not a service type, so its type must be given; nothing was changed",
                        hint=f"pass --type, one of: {', '.join(catalog.names())}")
-    if not after and not before and not pipeline.graph.is_chain() and interactive:
+    beside = (type_ or "").strip().lower() == "dataprep" and not after and not before  # never asked where
+    if not after and not before and not pipeline.graph.is_chain() and interactive and not beside:
         from .prompts import ask_position
 
         (after, before), asked = ask_position(pipeline, name), True
@@ -113,6 +116,10 @@ def _added_summary(pipeline: Pipeline, name: str) -> list[str]:
     runs = (f"{service.server} server ({service.model}), image {service.image}" if service.server
             else f"image {service.image}" if service.image else "generated code")
     graph = pipeline.graph
+    if service in pipeline.documents:
+        retrievers = [s.name for s in pipeline.services if s.type == "retriever"] or ["(none yet)"]
+        return [f"{name}: dataprep on port {service.port}, {service.endpoint}, {runs}, beside the flow",
+                f"it stores documents for the retrievers: {', '.join(retrievers)}", *_flow_summary(pipeline)]
     return [f"{name}: {service.type} on port {service.port}, {service.endpoint}, {runs}",
             f"upstream: {', '.join(graph.predecessors(name)) or '(the request: an entry node)'}; "
             f"downstream: {', '.join(graph.successors(name)) or '(a terminal node)'}",

@@ -17,6 +17,19 @@ from .problems import Problem, SpecError
 from .validate import DEFAULT_MEGASERVICE_PORT
 
 CHAT_TERMINAL_TYPES = ("llm", "lvm")
+DOCUMENT_TYPE = "dataprep"
+
+
+def beside_the_flow(services: list[tuple[str, str]], edges: list[tuple[str, str]] | None) -> list[str]:
+    """The names of the services that run beside the flow: every dataprep service no edge names.
+
+    `services` are (name, type), `edges` (source, target), None when the spec leaves
+    the flow to its default chain (which never takes a dataprep service). Such a
+    service is OPEA's dataprep, storing the documents the retriever searches; the
+    megaservice does not call it. A dataprep service on an edge is a step like any other.
+    """
+    named = {name for edge in edges or () for name in edge}
+    return [name for name, type_ in services if type_ == DOCUMENT_TYPE and name not in named]
 
 
 @dataclass(frozen=True)
@@ -76,13 +89,13 @@ class Pipeline:
             port = item.port if item.port is not None else catalog.next_free_port(info.default_port, used)
             used.add(port)
             services.append(_service(item, info, port))
-        names = [service.name for service in services]
-        if spec.flow is None:
-            graph = Graph.chain(names)
-        else:
-            graph = Graph(tuple(names), tuple(
-                Edge(entry.service, target.service, str(_parse_condition(target.condition)))
-                for entry in spec.flow for target in entry.next))
+        edges = None if spec.flow is None else [
+            Edge(entry.service, target.service, str(_parse_condition(target.condition)))
+            for entry in spec.flow for target in entry.next]
+        beside = beside_the_flow([(service.name, service.type) for service in services],
+                                 None if edges is None else [(edge.source, edge.target) for edge in edges])
+        names = [service.name for service in services if service.name not in beside]
+        graph = Graph.chain(names) if edges is None else Graph(tuple(names), tuple(edges))
         protocol = mega.protocol if mega and mega.protocol else _default_protocol(services, graph)
         return cls(
             name=spec.name,
@@ -130,6 +143,17 @@ class Pipeline:
         return next(service for service in self.services if service.name == name)
 
     @property
+    def documents(self) -> list[Service]:
+        """The services beside the flow (dataprep: the documents the retriever searches)."""
+        return [service for service in self.services if service.name not in self.graph.nodes]
+
+    @property
+    def embedding_node(self) -> Service | None:
+        """The first embedding node of the flow: what a dataprep service embeds the chunks with."""
+        return next((self.service(name) for name in self.graph.topological_order()
+                     if self.service(name).type == "embedding"), None)
+
+    @property
     def generated_services(self) -> list[Service]:
         return [service for service in self.services if service.generated]
 
@@ -152,8 +176,9 @@ class Pipeline:
                     image: str | None = None, server: str | None = None, model: str | None = None,
                     after: list[str] = (), before: list[str] = ()) -> Pipeline:
         """This pipeline with one more service, wired after/before the named ones."""
+        beside = type.strip().lower() == DOCUMENT_TYPE and not after and not before
         try:
-            graph = self.graph.insert(name, list(after), list(before)) if name not in self.graph.nodes else None
+            graph = None if beside or name in self.graph.nodes else self.graph.insert(name, list(after), list(before))
         except GraphError as error:
             raise SpecError([Problem("flow", str(error))]) from None
         spec = self.answers()
@@ -165,11 +190,15 @@ class Pipeline:
         return _revalidated(spec)
 
     def remove_service(self, name: str) -> Pipeline:
-        if name not in self.graph.nodes:
-            known = ", ".join(self.graph.nodes)
+        if name not in {service.name for service in self.services}:
+            known = ", ".join(service.name for service in self.services)
             raise SpecError([Problem("", f"there is no service {name!r} in this project (services: {known})")])
         if len(self.services) == 1:
             raise SpecError([Problem("", f"{name!r} is the only service; a pipeline needs at least one")])
+        if name not in self.graph.nodes:  # beside the flow: nothing to rewire
+            spec = self.answers()
+            spec["services"] = [service for service in spec["services"] if service["name"] != name]
+            return _revalidated(spec)
         try:
             graph = self.graph.remove(name)
         except GraphError as error:

@@ -186,7 +186,31 @@ def _cross_field_problems(data: Any) -> list[tuple[tuple, str]]:
     problems += _port_collisions(data, services)
     problems += _server_problems(services)
     problems += _flow_problems(data.get("flow"), set(named.values()), list(named.values()))
+    problems += _nothing_in_the_flow(services, data.get("flow"))
     return problems
+
+
+def _nothing_in_the_flow(services: list[Any], flow: Any) -> list[tuple[tuple, str]]:
+    """Every service beside the flow (dataprep services no edge names) leaves the megaservice nothing to call."""
+    from .pipeline import beside_the_flow
+
+    typed = [(service["name"], str(service["type"]).strip().lower()) for service in services
+             if isinstance(service, dict) and isinstance(service.get("name"), str)
+             and isinstance(service.get("type"), str)]
+    if not typed or len(typed) != len(services) or not (flow is None or isinstance(flow, list)):
+        return []  # the schema's problems say what is wrong with these
+    edges = None if flow is None else [
+        (entry.get("service"), target if isinstance(target, str) else target.get("service"))
+        for entry in flow if isinstance(entry, dict)
+        for target in (entry.get("next") if isinstance(entry.get("next"), list) else [])
+        if isinstance(target, (str, dict))]
+    if edges and not all(isinstance(name, str) for edge in edges for name in edge):
+        return []
+    if len(beside_the_flow(typed, edges)) < len(typed):
+        return []
+    return [(("services",), "every service is a dataprep service beside the flow, so the megaservice has nothing "
+                            "to call: add the services it runs (a dataprep service is a step of the flow only "
+                            "when an edge names it)")]
 
 
 def _duplicate_names(named: dict[int, str]) -> list[tuple[tuple, str]]:
