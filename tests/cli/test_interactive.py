@@ -34,6 +34,7 @@ def test_interactive_session_builds_a_fan_out_pipeline(tmp_path):
     answer(child, "Runtime", "lite")
     answer(child, "Service 1 name", "")  # the default: embedding
     answer(child, "Type of embedding", "")  # the default: its own type
+    answer(child, "embedding runs as", "")  # the default: generated
     answer(child, "Port of embedding", "")
     answer(child, "Endpoint of embedding", "")
     answer(child, "Service 2 name", "guard_in")
@@ -46,6 +47,7 @@ def test_interactive_session_builds_a_fan_out_pipeline(tmp_path):
     child.expect("not a valid name")
     answer(child, "Service 3 name", "llm")
     answer(child, "Type of llm", "")
+    answer(child, "llm runs as", "")  # the default: generated
     answer(child, "Port of llm", "")
     answer(child, "Endpoint of llm", "")
     answer(child, r"Service 4 name \(empty finishes\)", "")  # off the suggested chain: Enter finishes
@@ -80,6 +82,7 @@ def test_declining_at_the_summary_writes_nothing(tmp_path):
     answer(child, "Runtime", "")
     answer(child, "Service 1 name", "")
     answer(child, "Type of embedding", "")
+    answer(child, "embedding runs as", "")  # the default: generated
     answer(child, "Port of embedding", "")
     answer(child, "Endpoint of embedding", "")
     answer(child, r"Service 2 name \('\.' finishes\)", ".")  # the suggestion (retriever) is declined
@@ -112,10 +115,12 @@ def _services(child: pexpect.spawn, endpoint_of_llm: str = "") -> None:
     answer(child, "Runtime", "lite")
     answer(child, "Service 1 name", "embedding")
     answer(child, "Type of embedding", "")
+    answer(child, "embedding runs as", "")  # the default: generated
     answer(child, "Port of embedding", "")
     answer(child, "Endpoint of embedding", "")
     answer(child, "Service 2 name", "llm")
     answer(child, "Type of llm", "")
+    answer(child, "llm runs as", "")  # the default: generated
     answer(child, "Port of llm", "")
     answer(child, "Endpoint of llm", endpoint_of_llm)
 
@@ -149,6 +154,56 @@ def test_each_answer_is_checked_where_it_is_asked(tmp_path):
     answers = yaml.safe_load((tmp_path / "asked" / ".copier-answers.yml").read_text())
     assert answers["services"][1]["endpoint"] == "/v1/chat/completions"
     assert answers["flow"] == [{"service": "embedding", "next": [{"service": "llm", "condition": "success"}]}]
+
+
+def test_embedding_rerank_and_llm_may_be_model_servers_with_their_models(tmp_path):
+    """ChatQnA's Xeon topology at the prompt: TEI embedding and rerank, vLLM; the endpoints default to the
+    servers' routes, the models to ChatQnA's; a type no server serves is not asked."""
+    child = spawn(["megaservice", "--output", str(tmp_path / "served")], tmp_path)
+    answer(child, "Pipeline name", "served")
+    answer(child, "Description", "")
+    answer(child, "Runtime", "lite")
+    answer(child, "Service 1 name", "")
+    answer(child, "Type of embedding", "")
+    answer(child, "embedding runs as: a generated service or a model server: tei", "tei")
+    answer(child, "Model of embedding", "")  # the default: BAAI/bge-base-en-v1.5
+    answer(child, "Port of embedding", "")
+    answer(child, "Endpoint of embedding", "")
+    answer(child, "Service 2 name", "")
+    answer(child, "Type of retriever", "")
+    answer(child, "Port of retriever", "")  # no "runs as": no model server is a retriever
+    answer(child, "Endpoint of retriever", "")
+    answer(child, "Service 3 name", "")
+    answer(child, "Type of rerank", "")
+    answer(child, "rerank runs as", "vllm")  # vLLM serves llm nodes only: refused by the choices
+    child.expect("Please select one of the available options")
+    answer(child, "rerank runs as", "tei")
+    answer(child, "Model of rerank", "BAAI/bge-reranker-large")
+    answer(child, "Port of rerank", "")
+    answer(child, "Endpoint of rerank", "")
+    answer(child, "Service 4 name", "")
+    answer(child, "Type of llm", "")
+    answer(child, "llm runs as: a generated service or a model server: vllm, tgi", "vllm")
+    answer(child, "Model of llm", "Intel/neural-chat-7b-v3-3")
+    answer(child, "Port of llm", "")
+    answer(child, "Endpoint of llm", "")
+    answer(child, r"Service 5 name \(empty finishes\)", "")
+    answer(child, "a chain in the order above", "")
+    answer(child, "Port", "")
+    answer(child, "Endpoint", "")
+    answer(child, "Protocol", "")
+    answer(child, "Generate", "y")
+    child.expect("Generated")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 0
+    answers = yaml.safe_load((tmp_path / "served" / ".copier-answers.yml").read_text())
+    assert [(s["name"], s.get("server"), s.get("model"), s["endpoint"]) for s in answers["services"]] == [
+        ("embedding", "tei", "BAAI/bge-base-en-v1.5", "/embed"),
+        ("retriever", None, None, "/v1/retrieval"),
+        ("rerank", "tei", "BAAI/bge-reranker-large", "/rerank"),
+        ("llm", "vllm", "Intel/neural-chat-7b-v3-3", "/v1/chat/completions")]
 
 
 def _saved_spec(text: str) -> str:

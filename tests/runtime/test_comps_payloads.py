@@ -59,6 +59,11 @@ ROWS: list[tuple[str, str, str, dict[str, Any], str, list[str]]] = [
      {"initial_query": QUESTION, "retrieved_docs": [{"text": "Deep Learning is not..."},
                                                     {"text": "Deep learning is..."}]},
      "docarray:LLMParamsDoc", ["query"]),
+    # comps 1.5's reranking handler also takes a SearchedMultimodalDoc (a SearchedDoc with per-document metadata).
+    ("rerank SearchedMultimodalDoc", "rerank", "/v1/reranking",
+     {"initial_query": QUESTION, "metadata": [{"source": "a.txt"}, {"source": "b.txt"}],
+      "retrieved_docs": [{"text": "Deep Learning is not..."}, {"text": "Deep learning is..."}]},
+     "docarray:LLMParamsDoc", ["query"]),
     ("rerank RerankingRequest", "rerank", "/v1/reranking",
      {"input": QUESTION, "retrieved_docs": [{"text": "Deep Learning is not..."}, {"text": "Deep learning is..."}]},
      "api_protocol:RerankingResponse", ["reranked_docs"]),
@@ -66,6 +71,9 @@ ROWS: list[tuple[str, str, str, dict[str, Any], str, list[str]]] = [
     # is read as choices[0].text, a text completion ...
     ("llm string messages", "llm", "/v1/chat/completions",
      {"model": "x", "messages": QUESTION, "max_tokens": 17, "stream": False},
+     "api_protocol:CompletionResponse", ["choices"]),
+    # The rerank's LLMParamsDoc: comps 1.5's textgen sends its prompt to /v1/completions and answers that.
+    ("llm LLMParamsDoc", "llm", "/v1/chat/completions", {"query": QUESTION, "max_tokens": 17, "stream": False},
      "api_protocol:CompletionResponse", ["choices"]),
     # ... and the chat form: "messages": [{"role": "user", "content": "What is Deep Learning?"}]
     ("llm list messages", "llm", "/v1/chat/completions",

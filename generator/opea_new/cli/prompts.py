@@ -214,12 +214,31 @@ def _ask_services(spec: dict[str, Any]) -> None:
             return
         type_name = ask_type(f"Type of {name}", default=name if catalog.find(name) else "undefined")
         info = catalog.get(type_name)
+        runs_as = _ask_runs_as(spec, name, type_name)
         port = _ask_port(f"Port of {name}", catalog.next_free_port(info.default_port, set(used_ports)), used_ports)
-        new = {"name": name, "type": type_name, "port": port}
-        endpoint = _ask_checked(f"Endpoint of {name}", info.default_endpoint,
+        new = {"name": name, "type": type_name, "port": port, **runs_as}
+        default_endpoint = catalog.find_server(runs_as["server"]).endpoint(type_name) if runs_as else (
+            info.default_endpoint)
+        endpoint = _ask_checked(f"Endpoint of {name}", default_endpoint,
                                 lambda answer, new=new: _service_problem(spec, {**new, "endpoint": answer}, "endpoint"))
         used_ports[port] = name
-        services.append({"name": name, "type": type_name, "port": port, "endpoint": endpoint})
+        services.append({**new, "endpoint": endpoint})
+
+
+def _ask_runs_as(spec: dict[str, Any], name: str, type_name: str) -> dict[str, str]:
+    """For a type a model server can be (catalog.SERVERS): a generated service ({}), or {server, model}."""
+    servers = [server.name for server in catalog.SERVERS if type_name in server.types]
+    if not servers:
+        return {}
+    listed = " or a model server: " + ", ".join(f"[cyan]{server}[/]" for server in servers)
+    server = Prompt.ask(f"{name} runs as: a [cyan]generated[/] service{listed}",
+                        choices=["generated", *servers], default="generated")
+    if server == "generated":
+        return {}
+    new = {"name": name, "type": type_name, "server": server}
+    model = _ask_checked(f"Model of {name} (its Hugging Face id)", catalog.DEFAULT_MODELS[type_name],
+                         lambda answer: _service_problem(spec, {**new, "model": answer}, "model"))
+    return {**new, "model": model}
 
 
 def _ask_flow(spec: dict[str, Any], chain_default: bool = True) -> list[dict[str, Any]]:
