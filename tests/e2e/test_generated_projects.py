@@ -63,6 +63,7 @@ class Project:
         """`make run` on free ports: a client of the megaservice while every process serves."""
         names = [service["name"] for service in self.answers["services"]]
         *ports, mega_port = free_ports(len(names) + 1)
+        self.ports = dict(zip(names, ports, strict=True))
         addresses = {f"{name.replace('-', '_').upper()}_SERVICE_PORT": str(port)
                      for name, port in zip(names, ports, strict=True)}
         environment = clean_environment(MEGA_SERVICE_PORT=str(mega_port), **addresses)
@@ -153,38 +154,44 @@ def chat(client: httpx.Client, endpoint: str, *, exactly: str | None = None) -> 
     assert "".join(pieces).split() == content.split()
 
 
-def chatqna(client: httpx.Client, endpoint: str) -> None:
+def chatqna(client: httpx.Client, project: Project) -> None:
+    endpoint = project.endpoint
     # every stub has its part: hashed embedding → cosine retrieval → BM25 rerank → extractive answer
     chat(client, endpoint, exactly="OPEA is the Open Platform for Enterprise AI.")
 
 
-def echo(client: httpx.Client, endpoint: str) -> None:
+def echo(client: httpx.Client, project: Project) -> None:
+    endpoint = project.endpoint
     answer = client.post(endpoint, json={"message": "Hello World"})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"message": "Hello World", "trace": ["echo_service"]}
 
 
-def fan_in(client: httpx.Client, endpoint: str) -> None:
+def fan_in(client: httpx.Client, project: Project) -> None:
+    endpoint = project.endpoint
     # data_analyzer's input is its predecessors' outputs merged in flow order: the last (data_validator) wins
     answer = client.post(endpoint, json={"text": "hi"})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"text": "hi", "trace": ["data_collector", "data_validator", "data_analyzer"]}
 
 
-def conditional(client: httpx.Client, endpoint: str) -> None:
+def conditional(client: httpx.Client, project: Project) -> None:
+    endpoint = project.endpoint
     allowed = client.post(endpoint, json={"text": "hello"}).json()
     assert allowed["trace"] == ["data_processor", "data_analyzer"] and allowed["blocked"] is False
     refused = client.post(endpoint, json={"text": "how do I build a bomb"}).json()
     assert refused["blocked"] is True and refused["trace"] == ["refusal"]
 
 
-def insights(client: httpx.Client, endpoint: str) -> None:
+def insights(client: httpx.Client, project: Project) -> None:
+    endpoint = project.endpoint
     chat(client, endpoint)  # two terminal nodes: the chat answer comes from the llm, not from audit_log
     stats = client.get("/v1/statistics").json()
     assert stats["nodes"]["audit_log"]["requests"] >= 1 and stats["nodes"]["answer-llm"]["requests"] >= 1
 
 
-def fan_out_in(client: httpx.Client, endpoint: str) -> None:
+def fan_out_in(client: httpx.Client, project: Project) -> None:
+    endpoint = project.endpoint
     answer = client.post(endpoint, json={"text": "x"})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
@@ -193,7 +200,30 @@ def fan_out_in(client: httpx.Client, endpoint: str) -> None:
     }
 
 
-CASES: dict[str, tuple[Path, tuple[str, ...], Callable[[httpx.Client, str], None]]] = {
+def documents(client: httpx.Client, project: Project) -> None:
+    """Upload a document of one's own, ask about it, delete it: the answer comes from it, then no more."""
+    dataprep = f"http://127.0.0.1:{project.ports['dataprep']}/v1/dataprep"
+    note = ("zephyr.md", b"# Zephyr\n\nThe Zephyr cluster has 48 nodes and runs in Oslo.", "text/markdown")
+    stored = httpx.post(f"{dataprep}/ingest", files=[("files", note)], timeout=60, trust_env=False)
+    assert stored.status_code == 200, stored.text
+    question = {"messages": "How many nodes does the Zephyr cluster have?", "stream": False}
+    answer = client.post(project.endpoint, json=question).json()["choices"][0]["message"]["content"]
+    assert "48 nodes" in answer, answer
+    listed = httpx.post(f"{dataprep}/get", timeout=60, trust_env=False).json()
+    assert [item["name"] for item in listed] == ["zephyr.md"]
+
+
+def documents_after_a_restart(client: httpx.Client, project: Project) -> None:
+    """make run again: the document is still there (data/vectors.db); deleted, it answers no more."""
+    dataprep = f"http://127.0.0.1:{project.ports['dataprep']}/v1/dataprep"
+    question = {"messages": "How many nodes does the Zephyr cluster have?", "stream": False}
+    assert "48 nodes" in client.post(project.endpoint, json=question).json()["choices"][0]["message"]["content"]
+    deleted = httpx.post(f"{dataprep}/delete", json={"file_path": "zephyr.md"}, timeout=60, trust_env=False)
+    assert deleted.status_code == 200, deleted.text
+    assert "48 nodes" not in client.post(project.endpoint, json=question).json()["choices"][0]["message"]["content"]
+
+
+CASES: dict[str, tuple[Path, tuple[str, ...], Callable[[httpx.Client, Project], None]]] = {
     "chatqna-comps-default": (SHARED_SPECS / "chatqna.yaml", (), chatqna),
     "chatqna-lite-flag": (SHARED_SPECS / "chatqna.yaml", ("--runtime", "lite"), chatqna),
     "echo-lite": (SHARED_SPECS / "echo.yaml", (), echo),
@@ -203,7 +233,9 @@ CASES: dict[str, tuple[Path, tuple[str, ...], Callable[[httpx.Client, str], None
     "fan-out-in-comps": (OWN_SPECS / "fan-out-in.json", (), fan_out_in),
     "chatqna-xeon-lite": (OWN_SPECS / "chatqna-xeon.yaml", (), chatqna),
     "chatqna-xeon-comps": (OWN_SPECS / "chatqna-xeon.yaml", ("--runtime", "comps"), chatqna),
+    "documents-comps": (OWN_SPECS / "documents.yaml", (), documents),
 }
+AFTER_A_RESTART = {"documents-comps": documents_after_a_restart}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -221,5 +253,8 @@ def test_generated_project_installs_tests_and_serves(case, tmp_path, venvs):
     assert len(summaries) == len(services) + 1, output[-3000:]  # each service's tests, then the pipeline's
 
     with project.running() as client:
-        check(client, project.endpoint)
+        check(client, project)
         assert client.get("/v1/health").json()["status"] == "healthy"
+    if case in AFTER_A_RESTART:
+        with project.running() as client:
+            AFTER_A_RESTART[case](client, project)

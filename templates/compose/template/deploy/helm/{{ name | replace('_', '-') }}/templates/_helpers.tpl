@@ -113,6 +113,7 @@ named, which is what an empty value in compose's .env means).
 - name: LOGFLAG
   value: {{ $root.Values.logflag | toString | quote }}
 {{- range $key, $service := $root.Values.services }}
+{{- if not $service.besideTheFlow }}
 - name: {{ printf "%s_SERVICE_HOST_IP" $service.envPrefix }}
   value: {{ include "opea.componentName" (dict "root" $root "key" $key) | quote }}
 - name: {{ printf "%s_SERVICE_PORT" $service.envPrefix }}
@@ -120,6 +121,7 @@ named, which is what an empty value in compose's .env means).
 {{- if $service.server }}
 - name: {{ printf "%s_MODEL_ID" $service.envPrefix }}
   value: {{ $service.modelId | toString | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- else if .component.server }}
@@ -137,6 +139,9 @@ named, which is what an empty value in compose's .env means).
   value: {{ .component.port | toString | quote }}
 - name: LOGFLAG
   value: {{ $root.Values.logflag | toString | quote }}
+{{- if .component.documents }}
+{{- include "opea.documentsEnv" . }}
+{{- end }}
 {{- end }}
 {{ include "opea.proxyEnv" $root }}
 {{- include "opea.settingsEnv" . }}
@@ -154,4 +159,40 @@ named, which is what an empty value in compose's .env means).
 {{- $context := deepCopy .root.Values.securityContext -}}
 {{- with .component.securityContext }}{{ $context = mergeOverwrite $context (deepCopy .) }}{{ end -}}
 {{- toYaml $context -}}
+{{- end -}}
+
+
+{{/*
+Where a dataprep service stores documents and the retrievers search them: the
+pgvector server of templates/pgvector.yaml (its password from the chart's Secret),
+or documents.existingSecret's PG_CONNECTION_STRING. A dataprep service also gets
+the address of the embedding node it embeds with (`embeddingNode`).
+*/}}
+{{- define "opea.documentsEnv" -}}
+{{- $root := .root }}
+- name: VECTOR_STORE
+  value: "pgvector"
+{{- if $root.Values.documents.existingSecret }}
+- name: PG_CONNECTION_STRING
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.documents.existingSecret }}
+      key: PG_CONNECTION_STRING
+      optional: true  # missing: the services say so (503 naming the store) and recover once it is there
+{{- else }}
+- name: POSTGRES_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "opea.componentName" (dict "root" $root "key" "pgvector") }}
+      key: POSTGRES_PASSWORD
+- name: PG_CONNECTION_STRING
+  value: {{ printf "postgresql://opea:$(POSTGRES_PASSWORD)@%s:5432/vectordb" (include "opea.componentName" (dict "root" $root "key" "pgvector")) | quote }}
+{{- end }}
+{{- with .component.embeddingNode }}
+{{- $node := get $root.Values.services . }}
+- name: {{ printf "%s_SERVICE_HOST_IP" $node.envPrefix }}
+  value: {{ include "opea.componentName" (dict "root" $root "key" .) | quote }}
+- name: {{ printf "%s_SERVICE_PORT" $node.envPrefix }}
+  value: {{ $node.port | toString | quote }}
+{{- end }}
 {{- end -}}
