@@ -220,6 +220,8 @@ def _service_problems(part: Part, where: str) -> list[str]:
                 if answers.get(key) is None]
     problems += [f"{where}: {key}: must be a string, not {type(answers[key]).__name__}"
                  for key in ("project_name", "stub") if key in answers and not isinstance(answers[key], str)]
+    if "stores" in answers and not isinstance(answers["stores"], bool):  # a retriever beside a dataprep service
+        problems.append(f"{where}: stores: must be true or false, not {answers['stores']!r}")
     if problems:
         return problems
     service = {field: answers[key] for key, field in _SERVICE_KEYS.items()}

@@ -60,7 +60,8 @@ def compose_answers(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def microservice_answers(pipeline: Pipeline, service: Service) -> dict[str, Any]:
-    """A service's answers; a dataprep service beside the flow also names the node it embeds with."""
+    """A service's answers; a dataprep service beside the flow also names the node it embeds with, and the
+    retrievers of its pipeline install the stores it fills."""
     answers = {
         "project_name": pipeline.name,
         "service_name": service.name,
@@ -69,6 +70,8 @@ def microservice_answers(pipeline: Pipeline, service: Service) -> dict[str, Any]
         "port": service.port,
         "endpoint": service.endpoint,
     }
+    if pipeline.documents and answers["stub"] == "retriever":  # only then: numpy and psycopg in its image
+        answers["stores"] = True
     if service in pipeline.documents:
         node = pipeline.embedding_node
         answers["stub"] = "dataprep"

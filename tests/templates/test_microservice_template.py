@@ -197,10 +197,21 @@ def test_requirements_find_the_runtime_in_vendor_and_pin_exactly(rendered):
     data, folder = rendered
     text = (folder / "requirements.txt").read_text()
     assert text.splitlines()[0] == "--find-links ../../vendor"
-    assert pins(text) == PINS | (STORE_PINS if data["stub"] == "retriever" else {})
+    assert pins(text) == PINS
     assert data["service_name"] not in text and dns(data["service_name"]) not in text  # the same in every service
     wheel = folder.parents[1] / "vendor" / runtime_wheel.wheel_name()
     assert wheel.is_file() and f"-{PINS['opea-new-runtime']}-" in wheel.name
+
+
+def test_a_retriever_beside_a_dataprep_service_installs_the_stores_and_no_other_does(tmp_path):
+    """numpy and psycopg are in a retriever's image only when a dataprep service fills a store it searches."""
+    searching = render(answers("retriever") | {"stores": True}, tmp_path / "searching")
+    assert pins((searching / "requirements.txt").read_text()) == PINS | STORE_PINS
+    plain = render(answers("retriever"), tmp_path / "plain")
+    assert not set(STORE_PINS) & set(pins((plain / "requirements.txt").read_text()))
+    dataprep = render({**answers("retriever"), "service_type": "dataprep", "stub": "dataprep",
+                       "endpoint": "/v1/dataprep/ingest"}, tmp_path / "dataprep")
+    assert set(STORE_PINS) <= set(pins((dataprep / "requirements.txt").read_text()))
 
 
 def test_the_runtime_version_is_written_once_and_agrees():

@@ -69,6 +69,14 @@ def test_without_an_embedding_node_dataprep_embeds_as_the_stubs_do():
     assert render.microservice_answers(pipeline, pipeline.service("dataprep"))["embedding"] is None
 
 
+def test_only_the_retrievers_of_a_pipeline_with_documents_install_the_stores():
+    pipeline = load_pipeline(CHATQNA)
+    assert render.microservice_answers(pipeline, pipeline.service("retriever"))["stores"] is True
+    assert "stores" not in render.microservice_answers(pipeline, pipeline.service("llm"))
+    plain = load_pipeline(CHATQNA.replace("  - {name: dataprep, type: dataprep}\n", ""))
+    assert "stores" not in render.microservice_answers(plain, plain.service("retriever"))
+
+
 def test_projects_without_documents_keep_the_compose_answers_of_earlier_releases():
     pipeline = load_pipeline(CHATQNA.replace("  - {name: dataprep, type: dataprep}\n", ""))
     assert "documents" not in render.compose_answers(pipeline)

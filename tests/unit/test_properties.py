@@ -27,6 +27,8 @@ def valid_specs(draw):
         if draw(st.booleans()):
             service["port"] = draw(st.integers(20000, 30000))
         services.append(service)
+    if all(service["type"].lower() == "dataprep" for service in services):
+        services[0]["type"] = "llm"  # dataprep services only, beside the flow: nothing to call (refused)
     ports = [s["port"] for s in services if "port" in s]
     if len(set(ports)) != len(ports):
         for service in services:

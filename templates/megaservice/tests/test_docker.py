@@ -43,7 +43,7 @@ REQUESTS = {
     "retriever": ({"text": QUESTION, "embedding": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}, "retrieved_docs"),
     "rerank": ({"initial_query": QUESTION, "retrieved_docs": [{"text": "OPEA is an open platform."}]},
                "documents"),
-    "llm": ({"query": QUESTION, "stream": False}, "text"),
+    "llm": ({"query": QUESTION, "stream": False}, "choices"),  # a text completion, as comps 1.5 answers
     "guardrail": ({"text": "hello"}, "blocked"),
 }
 PASSTHROUGH = ({"text": "hello"}, "trace")
