@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install opea-new, generate the default pipeline (ChatQnA-shaped: embedding →
-# retriever → rerank → llm on the comps runtime), install and start it on
-# 127.0.0.1, and send one chat request through the megaservice.
+# retriever → rerank → llm on the comps runtime, dataprep beside them), install
+# and start it on 127.0.0.1, send one chat request through the megaservice, then
+# upload a document of your own through dataprep and ask what only it says.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -24,5 +25,17 @@ echo
 echo "POST $url"
 curl -fsS "$url" -H 'Content-Type: application/json' \
   -d '{"messages": "What is OPEA?", "stream": false}' | .venv/bin/python -m json.tool
+ask() {
+  curl -fsS "$url" -H 'Content-Type: application/json' \
+    -d "{\"messages\": \"$1\", \"stream\": false}" | .venv/bin/python -c \
+    'import json, sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"])'
+}
+printf '# Zephyr\n\nThe Zephyr cluster has 48 nodes and runs in Oslo.\n' > "$WORK/zephyr.md"
 echo
-echo "The project is in $WORK/chatqna"
+echo "POST http://127.0.0.1:6007/v1/dataprep/ingest  (files=@zephyr.md)"
+curl -fsS http://127.0.0.1:6007/v1/dataprep/ingest -F "files=@$WORK/zephyr.md" | .venv/bin/python -m json.tool
+echo
+echo "POST $url  How many nodes does the Zephyr cluster have?"
+ask "How many nodes does the Zephyr cluster have?"
+echo
+echo "The project is in $WORK/chatqna (your documents: data/vectors.db)"

@@ -36,10 +36,12 @@ def test_defaults_render_a_committed_project_without_a_terminal(cli, tmp_path):
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["_src_path"] == "~/.cache/opea-new/templates/megaservice.bundle"
     assert answers["_commit"].startswith("v")
-    assert [s["name"] for s in answers["services"]] == ["embedding", "retriever", "rerank", "llm"]
-    for service in ("embedding", "retriever", "rerank", "llm"):
+    assert [s["name"] for s in answers["services"]] == ["embedding", "retriever", "rerank", "llm", "dataprep"]
+    assert [entry["service"] for entry in answers["flow"]] == ["embedding", "retriever", "rerank"]  # dataprep beside
+    for service in ("embedding", "retriever", "rerank", "llm", "dataprep"):
         assert (project / "services" / service / ".copier-answers.yml").is_file()
-    for owned in ("Makefile", "README.md", "compose.yaml", ".env.example", "megaservice/pipeline.py"):
+    for owned in ("Makefile", "README.md", "compose.yaml", ".env.example", "megaservice/pipeline.py",
+                  "tests/test_documents.py"):
         assert (project / owned).is_file(), owned
     assert "make install" in result.stdout and "make run" in result.stdout
 

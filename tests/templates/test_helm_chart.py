@@ -665,11 +665,16 @@ def test_the_chart_refuses_a_secret_as_a_plain_value(chatqna):
 
 
 def test_without_a_secret_no_secret_variable_is_set(chatqna):
+    """Only the password of the chart's own pgvector server, from the Secret the chart generates, is set."""
     chart, _ = chatqna
     documents = checks.render(chart)
+    generated = set(checks.of_kind(documents, "Secret"))
+    assert generated == {"chatqna-pgvector"}
     for _, _, spec in checks.pod_specs(documents):
         for container in checks.containers(spec):
-            assert not [entry for entry in container.get("env") or [] if checks.SECRET_NAME.search(entry["name"])]
+            secrets = [entry for entry in container.get("env") or [] if checks.SECRET_NAME.search(entry["name"])]
+            assert [entry for entry in secrets
+                    if entry.get("valueFrom", {}).get("secretKeyRef", {}).get("name") not in generated] == []
 
 
 def test_values_secret_check_catches_a_literal():

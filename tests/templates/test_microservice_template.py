@@ -348,7 +348,7 @@ def test_no_run_of_six_lines_is_repeated_between_the_files_of_a_generated_projec
     megaservice share is written once (the root Dockerfile's stages, the runtime library)."""
     project = generated_project(tmp_path, spec)
     services = [folder.name for folder in (project / "services").iterdir()]
-    assert len(services) == (4 if spec is None else 6)
+    assert len(services) == (5 if spec is None else 6)  # the defaults: four on the flow, dataprep beside it
     assert project_runs(project) == []
 
 

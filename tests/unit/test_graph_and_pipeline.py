@@ -99,7 +99,7 @@ def test_add_service_refusals(kwargs, message):
 def test_remove_service_reconnects_neighbours():
     shrunk = default_pipeline().remove_service("rerank")
     assert ("retriever", "llm") in {(e.source, e.target) for e in shrunk.graph.edges}
-    assert [s.name for s in shrunk.services] == ["embedding", "retriever", "llm"]
+    assert [s.name for s in shrunk.services] == ["embedding", "retriever", "llm", "dataprep"]
 
 
 def test_add_then_remove_is_the_identity():
