@@ -1,6 +1,7 @@
 """Helpers of the release upgrade tests: real old releases, their projects, a user's edits, two updates.
 
-Each old release (OLD_RELEASES: 0.1.0 at 0dc6579, 0.2.0 at 38e3abc, 0.3.0 at 686e2d4, 0.4.0 at defea08)
+Each old release (OLD_RELEASES: 0.1.0 at 0dc6579, 0.2.0 at 38e3abc, 0.3.0 at 686e2d4, 0.4.0 at defea08,
+0.5.0 at d98fb14)
 is installed from this repository's own history (`git archive <commit>`) into a venv
 of its own, cached by commit and Python, and always runs with a HOME of its own so its
 template cache never meets the current one. The projects it generates get the
@@ -40,7 +41,7 @@ class Release:
 
 # Every release users may hold, oldest first: each must update to the installed one.
 OLD_RELEASES = (Release("0.1.0", "0dc6579"), Release("0.2.0", "38e3abc"), Release("0.3.0", "686e2d4"),
-                Release("0.4.0", "defea08"))
+                Release("0.4.0", "defea08"), Release("0.5.0", "d98fb14"))
 FIRST = OLD_RELEASES[0]
 OLD_COMMIT = FIRST.commit
 OLD_VERSION = FIRST.version
