@@ -1,7 +1,6 @@
 """Helpers of the release upgrade tests: real old releases, their projects, a user's edits, two updates.
 
-Each old release (OLD_RELEASES: 0.1.0 at 0dc6579, 0.2.0 at 38e3abc, 0.3.0 at 686e2d4, 0.4.0 at defea08,
-0.5.0 at d98fb14)
+Each old release (OLD_RELEASES below: a version and the commit it landed at)
 is installed from this repository's own history (`git archive <commit>`) into a venv
 of its own, cached by commit and Python, and always runs with a HOME of its own so its
 template cache never meets the current one. The projects it generates get the

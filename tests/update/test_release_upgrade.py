@@ -1,4 +1,4 @@
-"""The way users travel from every earlier release (0.1.0 to 0.5.0) to the installed one, on real projects.
+"""The way users travel from every earlier release (OLD_RELEASES) to the installed one, on real projects.
 
 Each real old release (this repository at the commit it was released from,
 release_helpers.OLD_RELEASES, pip-installed into a venv of its own, with a HOME
