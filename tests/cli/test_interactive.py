@@ -187,7 +187,7 @@ def test_embedding_rerank_and_llm_may_be_model_servers_with_their_models(tmp_pat
     answer(child, "Model of llm", "Intel/neural-chat-7b-v3-3")
     answer(child, "Port of llm", "")
     answer(child, "Endpoint of llm", "")
-    answer(child, r"Service 5 name \(empty finishes\)", "")
+    answer(child, r"Service 5 name \('\.' finishes\)", ".")  # the suggestion is dataprep: '.' declines it
     answer(child, "a chain in the order above", "")
     answer(child, "Port", "")
     answer(child, "Endpoint", "")
@@ -204,6 +204,46 @@ def test_embedding_rerank_and_llm_may_be_model_servers_with_their_models(tmp_pat
         ("retriever", None, None, "/v1/retrieval"),
         ("rerank", "tei", "BAAI/bge-reranker-large", "/rerank"),
         ("llm", "vllm", "Intel/neural-chat-7b-v3-3", "/v1/chat/completions")]
+
+
+def test_enter_at_every_question_builds_the_default_pipeline(tmp_path):
+    """Following every suggestion gives what `--defaults` gives: the ChatQnA chain, and dataprep beside it
+    (no edge names it, so the megaservice does not call it; it stores the documents the retriever searches)."""
+    from tests.conftest import run_cli
+
+    child = spawn(["megaservice", "--output", str(tmp_path / "chatqna")], tmp_path)
+    answer(child, "Pipeline name", "")
+    answer(child, "Description", "")
+    answer(child, "Runtime", "lite")
+    for number, name in enumerate(("embedding", "retriever", "rerank", "llm", "dataprep"), start=1):
+        answer(child, f"Service {number} name", "")
+        answer(child, f"Type of {name}", "")
+        if name in ("embedding", "rerank", "llm"):
+            answer(child, f"{name} runs as", "")
+        answer(child, f"Port of {name}", "")
+        answer(child, f"Endpoint of {name}", "")
+    answer(child, r"Service 6 name \(empty finishes\)", "")
+    answer(child, "a chain in the order above, with dataprep beside it", "")
+    answer(child, "Port", "")
+    answer(child, "Endpoint", "")
+    answer(child, "Protocol", "")
+    child.expect("flowchart LR")
+    answer(child, "Generate", "y")
+    child.expect("Generated")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+    defaults = run_cli("megaservice", "--defaults", "--runtime", "lite", "--output", tmp_path / "defaults",
+                       cwd=tmp_path)
+    assert defaults.returncode == 0, defaults.stdout + defaults.stderr
+    asked, default = (yaml.safe_load((tmp_path / folder / ".copier-answers.yml").read_text())
+                      for folder in ("chatqna", "defaults"))
+    for key in ("services", "flow", "megaservice"):
+        assert asked[key] == default[key], key
+    assert [service["name"] for service in asked["services"]][-1] == "dataprep"
+    assert all("dataprep" not in (edge["service"], *[target["service"] for target in edge["next"]])
+               for edge in asked["flow"])
 
 
 def _saved_spec(text: str) -> str:

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from ..spec import Pipeline
 
 console = Console(highlight=False)
-_DEFAULT_CHAIN = ("embedding", "retriever", "rerank", "llm")
+# The default pipeline's services (spec/default.py): the ChatQnA chain, then dataprep beside it.
+_DEFAULT_CHAIN = ("embedding", "retriever", "rerank", "llm", "dataprep")
 
 
 class Interview:
@@ -242,9 +243,18 @@ def _ask_runs_as(spec: dict[str, Any], name: str, type_name: str) -> dict[str, s
 
 
 def _ask_flow(spec: dict[str, Any], chain_default: bool = True) -> list[dict[str, Any]]:
+    from ..spec.pipeline import DOCUMENT_TYPE
+
     names = [service["name"] for service in spec["services"]]
-    if len(names) < 2 or Confirm.ask("\nFlow: a chain in the order above?", default=chain_default):
-        return [{"service": a, "next": [b]} for a, b in zip(names, names[1:], strict=False)]
+    # The chain leaves dataprep services beside the flow (no edge names them): they store the documents.
+    chain = [service["name"] for service in spec["services"] if service["type"] != DOCUMENT_TYPE]
+    beside = [name for name in names if name not in chain]
+    question = "\nFlow: a chain in the order above?"
+    if beside and chain:
+        question = (f"\nFlow: a chain in the order above, with {', '.join(beside)} beside it "
+                    "(storing the documents the retrievers search)?")
+    if len(chain) < 2 or Confirm.ask(question, default=chain_default):
+        return [{"service": a, "next": [b]} for a, b in zip(chain, chain[1:], strict=False)]
     console.print("For each service, the services that receive its output. Write [cyan]NAME[/] "
                   "or [cyan]NAME if CONDITION[/] (e.g. [cyan]refusal if blocked == true[/]); empty for none.")
     flow: list[dict[str, Any]] = []
