@@ -13,7 +13,8 @@ lite, fan-in, conditional edges) and three of our own: a DAG with fan-out, fan-i
 and two terminal nodes whose answer comes from its LLM, a raw pipeline with
 two terminal nodes, written in JSON, and ChatQnA's real Xeon topology (TEI
 embedding and rerank and vLLM as model-server nodes, played by the runtime's
-stand-ins) on both runtimes.
+stand-ins) on both runtimes. A documents project also runs its whole suite
+against a real PostgreSQL with pgvector (pgserver's), through TEST_PG_CONNECTION_STRING.
 """
 
 from __future__ import annotations
@@ -258,3 +259,49 @@ def test_generated_project_installs_tests_and_serves(case, tmp_path, venvs):
     if case in AFTER_A_RESTART:
         with project.running() as client:
             AFTER_A_RESTART[case](client, project)
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory) -> Iterator[tuple[str, Callable[[str], str]]]:
+    """A real PostgreSQL server with pgvector (pgserver's binaries): its URI, and psql on it."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+    yield server.get_uri(), server.psql
+    server.cleanup()
+
+
+def test_the_documents_suite_passes_on_a_real_pgvector_server(tmp_path, venvs, postgres):
+    """`TEST_PG_CONNECTION_STRING=... make test`, as the generated README says: the pipeline's documents tests
+    (ingest, ask, restart every process, delete, bad files) on a real PostgreSQL with pgvector, in a schema of
+    their own that is gone afterwards; no SQLite store is made."""
+    uri, psql = postgres
+
+    def inserted() -> int:
+        return int(psql("SELECT tup_inserted FROM pg_stat_database WHERE datname = current_database();")
+                   .split("\n")[2])
+
+    def test_schemas() -> str:
+        return psql("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'opea_new_tests_%';")
+
+    project = generate(OWN_SPECS / "documents.yaml", tmp_path / "project", venvs)
+    installed = project.make("install")
+    assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+    before = inserted()
+    basetemp = tmp_path / "pytest"  # where the pipeline tests' fixtures make their folders (logs, a SQLite store)
+    tested = subprocess.run(["make", "test", f"VENV={project.venv}"], cwd=project.root, capture_output=True,
+                            text=True, timeout=900, env=clean_environment(TEST_PG_CONNECTION_STRING=uri,
+                                                                          PYTEST_ADDOPTS=f"--basetemp={basetemp}"))
+    output = tested.stdout + tested.stderr
+    assert tested.returncode == 0, output[-6000:]
+    pipeline = output[output.index("== pipeline"):]
+    assert re.search(r"\d+ passed", pipeline) and "skipped" not in pipeline, pipeline[-3000:]
+    assert "test_documents.py" in subprocess.run(
+        [str(project.venv / "bin" / "python"), "-m", "pytest", "--collect-only", "-q", "tests"], cwd=project.root,
+        capture_output=True, text=True, timeout=300, env=clean_environment()).stdout
+    assert list(basetemp.rglob("*.log")) and not list(basetemp.rglob("vectors.db"))  # the stack ran; no SQLite
+    time.sleep(1)  # the statistics reach pg_stat_database at the end of each transaction, give or take
+    assert inserted() >= before + 6  # at least three documents' file and chunk rows (and their tables' catalog)
+    assert "(0 rows)" in test_schemas(), test_schemas()
+    assert not list(project.root.glob("data/*.db"))  # and never the project's own store

@@ -149,8 +149,6 @@ class DocumentLibrary:
     async def ingest(self, uploads: Sequence[Upload], links: Sequence[str] = (), *, chunk_size: int = 1500,
                      chunk_overlap: int = 100) -> list[Any]:
         """Store every upload and link, or none of them; answers what was stored (stores.StoredFile)."""
-        from .documents import DocumentError, parse
-
         if not uploads and not links:
             raise Refused("nothing to ingest: send files (multipart `files`) or `link_list`")
         if chunk_size < 1 or chunk_overlap < 0 or chunk_overlap >= chunk_size:
@@ -164,28 +162,28 @@ class DocumentLibrary:
         await self._refuse_stored(sources)
         prepared = []
         for name, upload in named:
-            try:
-                prepared.append(await asyncio.to_thread(self._prepared, name, parse, upload.data,
-                                                        upload.content_type, chunk_size, chunk_overlap))
-            except DocumentError as error:
-                raise Refused(f"{name}: {error}", error.status) from None
+            prepared.append(await asyncio.to_thread(self._prepared, name, upload.data, upload.content_type,
+                                                    chunk_size, chunk_overlap))
         for link in links:
             name, data, content_type = await self._fetch(link)
-            try:
-                prepared.append(await asyncio.to_thread(self._prepared, link, parse, data, content_type,
-                                                        chunk_size, chunk_overlap, parsed_as=name))
-            except DocumentError as error:
-                raise Refused(f"{link}: {error}", error.status) from None
+            prepared.append(await asyncio.to_thread(self._prepared, link, data, content_type, chunk_size,
+                                                    chunk_overlap, parsed_as=name))
         vectors = [await self._embedded(item.chunks) for item in prepared]
         return await self._stored(prepared, vectors)
 
     @staticmethod
-    def _prepared(name: str, parse: Any, data: bytes, content_type: str | None, chunk_size: int,
-                  chunk_overlap: int, parsed_as: str | None = None) -> _Prepared:
-        """Parsed and chunked in a worker thread: a large PDF must not stall every other request."""
-        from .documents import chunk
+    def _prepared(name: str, data: bytes, content_type: str | None, chunk_size: int, chunk_overlap: int,
+                  parsed_as: str | None = None) -> _Prepared:
+        """Parsed and chunked in a worker thread: a large PDF must not stall every other request.
 
-        chunks = chunk(parse(parsed_as or name, data, content_type), chunk_size, chunk_overlap)
+        `name` is what is stored (a file's name, a link), `parsed_as` the file name that tells its format."""
+        from .documents import DocumentError, chunk, parse
+
+        try:
+            text = parse(parsed_as or name, data, content_type)
+        except DocumentError as error:
+            raise Refused(f"{name}: {error}", error.status) from None
+        chunks = chunk(text, chunk_size, chunk_overlap)
         if not chunks:
             raise Refused(f"{name}: there is no text in it to store", 422)
         return _Prepared(name, chunks, len(data))

@@ -8,18 +8,27 @@ printed when a start fails).
 
     project      the Project (its megaservice, nodes and edges, read from megaservice/pipeline.py)
     stack        every generated service, a stand-in for each model server, and the megaservice, running
-                 and ready (/v1/health/ready); documents go to a store in a temporary folder
+                 and ready (/v1/health/ready); documents go to a store of the tests' own (tests_store)
     documents    an httpx.Client on the dataprep service beside the flow (skips when there is none)
     client       an httpx.Client on the megaservice
     unreachable  nodes that run a published image and do not answer where the megaservice looks
     whole_flow   skips a test that needs every node when one is unreachable (says which)
     dead_node    (node name, client) of a second megaservice whose entry node is not listening
+
+The tests ingest and delete documents, so they never use the project's data/ nor
+a store VECTOR_STORE and PG_CONNECTION_STRING name: theirs is SQLite in a
+temporary folder, or, with TEST_PG_CONNECTION_STRING set to a PostgreSQL
+database with pgvector, a schema of the session's own in that database, dropped
+at the end.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import httpx
@@ -62,13 +71,41 @@ def stack(project, tmp_path_factory):
     local = [node.name for node in project.services if runs_here(node, os.environ)]  # generated, and stand-ins
     *service_ports, mega_port = free_ports(len(local) + 1)
     log_dir = tmp_path_factory.mktemp("logs")
-    environ = dict(os.environ)
-    if project.stores_documents:  # a store of the tests' own, never the project's data/
-        environ.setdefault("VECTOR_STORE_PATH", str(tmp_path_factory.mktemp("store") / "vectors.db"))
-    running = start(Stack(dict(zip(local, service_ports, strict=True)), mega_port, project=project,
-                          log_dir=log_dir, environ=environ), log_dir)
-    yield running
-    running.stop()
+    with tests_store(tmp_path_factory) if project.stores_documents else nullcontext({}) as store:
+        environ = {**os.environ, **store}
+        running = start(Stack(dict(zip(local, service_ports, strict=True)), mega_port, project=project,
+                              log_dir=log_dir, environ=environ), log_dir)
+        yield running
+        running.stop()
+
+
+TEST_DATABASE = "TEST_PG_CONNECTION_STRING"
+
+
+@contextmanager
+def tests_store(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The store variables of the tests' own store (see the module's docstring)."""
+    dsn = os.environ.get(TEST_DATABASE, "").strip()
+    if not dsn:
+        yield {"VECTOR_STORE": "sqlite", "VECTOR_STORE_PATH": str(tmp_path_factory.mktemp("store") / "vectors.db")}
+        return
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = f"opea_new_tests_{secrets.token_hex(4)}"  # letters, digits and _: nothing to quote
+    schema = sql.Identifier(name)
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as connection:
+            connection.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+    except psycopg.Error as error:
+        pytest.fail(f"{TEST_DATABASE} names no database the tests can use: {str(error).strip()}", pytrace=False)
+    try:  # pgvector's type stays reachable in public, where CREATE EXTENSION usually put it
+        yield {"VECTOR_STORE": "pgvector",
+               "PG_CONNECTION_STRING": make_conninfo(dsn, options=f"-c search_path={name},public")}
+    finally:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
 
 
 @pytest.fixture(scope="session")
