@@ -31,21 +31,30 @@ CORPUS = ("OPEA is the Open Platform for Enterprise AI. It builds AI application
 QUESTION = "What is OPEA?"
 
 
-def spec(swapped: tuple[str, ...]) -> dict:
-    services = [{"name": name, "type": name, **({"image": IMAGES[name]} if name in swapped else {})}
-                for name in TYPES]
-    flow = [{"service": a, "next": [b]} for a, b in zip(TYPES, TYPES[1:], strict=False)]
-    return {"name": "swap-" + ("-".join(swapped) or "none"), "megaservice": {"endpoint": "/v1/chatqna"},
+CHATQNA = tuple((name, name) for name in TYPES)  # (name, type): every node named after its type
+# A private spec: names of its own, a generated guardrail mid-chain (the documents pass it), its own endpoint.
+PRIVATE = (("ask_vectors", "embedding"), ("library", "retriever"), ("screen", "guardrail"), ("ranker", "rerank"),
+           ("writer", "llm"))
+
+
+def spec(swapped: tuple[str, ...], nodes: tuple[tuple[str, str], ...] = CHATQNA, endpoint: str = "/v1/chatqna",
+         label: str = "swap") -> dict:
+    """A chain of `nodes`; those whose type is in `swapped` run that type's published image."""
+    services = [{"name": name, "type": type_, **({"image": IMAGES[type_]} if type_ in swapped else {})}
+                for name, type_ in nodes]
+    names = [name for name, _ in nodes]
+    flow = [{"service": a, "next": [b]} for a, b in zip(names, names[1:], strict=False)]
+    return {"name": f"{label}-" + ("-".join(swapped) or "none"), "megaservice": {"endpoint": endpoint},
             "services": services, "flow": flow}
 
 
 def start_pipeline(processes, project: Path, runtime: str, swapped: tuple[str, ...], corpus: Path,
-                   **standin_env: str):
+                   nodes: tuple[tuple[str, str], ...] = CHATQNA, **standin_env: str):
     ports = {}
-    for name in TYPES:
+    for name, type_ in nodes:
         ports[name] = free_port()
-        if name in swapped:
-            processes._start(f"standin-{name}", [processes.python("comps"), str(STANDINS / f"{name}.py")], STANDINS,
+        if type_ in swapped:
+            processes._start(f"standin-{name}", [processes.python("comps"), str(STANDINS / f"{type_}.py")], STANDINS,
                              {"PORT": str(ports[name]), "SWAPIN_CORPUS": str(corpus), **standin_env},
                              ports[name], wait=True)
         else:
@@ -53,10 +62,10 @@ def start_pipeline(processes, project: Path, runtime: str, swapped: tuple[str, .
     return processes.megaservice(project, ports)
 
 
-def answer(url: str, stream: bool) -> tuple[int, str]:
+def answer(url: str, stream: bool, endpoint: str = "/v1/chatqna") -> tuple[int, str]:
     """(status, the answer's text: the message, or the stream's deltas joined)."""
     body = {"messages": [{"role": "user", "content": QUESTION}], "stream": stream}
-    response = httpx.post(f"{url}/v1/chatqna", json=body, timeout=60, trust_env=False)
+    response = httpx.post(f"{url}{endpoint}", json=body, timeout=60, trust_env=False)
     if response.status_code != 200:
         return response.status_code, response.text
     if not stream:
@@ -86,6 +95,26 @@ def test_a_published_image_stand_in_answers_as_the_generated_service(swapped, ru
     swapped_in = start_pipeline(processes, project, runtime, swapped, corpus)
     for stream in (False, True):
         assert answer(swapped_in.url, stream) == expected[stream], f"stream={stream}"
+
+
+@pytest.mark.parametrize("runtime", ["comps", "lite"])
+def test_published_images_swap_into_a_private_spec(runtime, projects, processes, tmp_path):
+    """Names of its own, a generated guardrail between the retriever and the rerank, an endpoint of its own: with
+    all four published-image stand-ins in, the pipeline answers as its all-generated self (align goes by type)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    endpoint = "/v1/ask"
+    generated = start_pipeline(processes, projects(spec((), PRIVATE, endpoint, "private"), runtime), runtime, (),
+                               corpus, PRIVATE)
+    expected = {stream: answer(generated.url, stream, endpoint) for stream in (False, True)}
+    assert expected[False] == expected[True] and expected[False][0] == 200, expected
+    assert "OPEA is the Open Platform for Enterprise AI" in expected[False][1], expected  # the documents got through
+
+    project = projects(spec(TYPES, PRIVATE, endpoint, "private"), runtime)
+    assert sorted(folder.name for folder in (project / "services").iterdir() if folder.is_dir()) == ["screen"]
+    swapped_in = start_pipeline(processes, project, runtime, TYPES, corpus, PRIVATE)
+    for stream in (False, True):
+        assert answer(swapped_in.url, stream, endpoint) == expected[stream], f"stream={stream}"
 
 
 @pytest.mark.parametrize("runtime", ["comps", "lite"])
