@@ -31,7 +31,8 @@ RUNTIMES = ("comps", "lite")
 # Every stub family, so one `make install` puts every service's requirements into the venv.
 EVERY_FAMILY = {
     "name": "every-family",
-    "services": [{"name": name, "type": name} for name in ("embedding", "retriever", "rerank", "llm", "guardrail")]
+    "services": [{"name": name, "type": name}
+                 for name in ("embedding", "retriever", "rerank", "llm", "guardrail", "dataprep")]
     + [{"name": "echo", "type": "undefined"}],
 }
 

@@ -1,4 +1,4 @@
-"""OPEA's own test payloads, sent to generated comps-runtime services and megaservice, answers judged by opea-comps.
+"""OPEA's own test payloads, sent to generated services and megaservice on both runtimes, answers judged by opea-comps.
 
 The requests are those of GenAIComps' tests (embeddings, retrievers, rerankings,
 llms, guardrails) and of GenAIExamples' ChatQnA compose test; the rows the
@@ -6,7 +6,8 @@ generated services gained (RetrievalRequest, RerankingRequest) are sent too.
 Every answer is then validated inside the comps venv by opea-comps 1.5's own
 classes (`comps.cores.proto.docarray`, `comps.cores.proto.api_protocol`), so an
 answer counts only if comps itself accepts it as the type its own service answers.
-"""
+OPEA's dataprep calls are judged as OPEA's tests judge them: by the text they look
+for in the answer's body."""
 
 from __future__ import annotations
 
@@ -123,9 +124,10 @@ def validate_with_comps(python: Path, answers: list[dict[str, Any]], folder: Pat
     return subprocess.run([str(python), str(script), str(answers_file)], capture_output=True, text=True, timeout=300)
 
 
-def test_opea_payloads_get_answers_comps_accepts(projects, processes, runtime_venvs, tmp_path):
-    project = projects(CHATQNA, "comps")
-    running = {service["name"]: processes.service(project, service["name"], runtime="comps", wait=False)
+@pytest.mark.parametrize("runtime", ["comps", "lite"])
+def test_opea_payloads_get_answers_comps_accepts(projects, processes, runtime_venvs, runtime, tmp_path):
+    project = projects(CHATQNA, runtime)
+    running = {service["name"]: processes.service(project, service["name"], runtime=runtime, wait=False)
                for service in SERVICES}
     processes.wait_healthy(*running.values())
     megaservice = processes.megaservice(project, {name: server.port for name, server in running.items()})
@@ -141,6 +143,35 @@ def test_opea_payloads_get_answers_comps_accepts(projects, processes, runtime_ve
 
     result = validate_with_comps(runtime_venvs / "comps" / "bin" / "python", answers, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+
+
+# GenAIExamples ChatQnA/tests/test_compose_*_on_xeon.sh and GenAIComps' dataprep tests call dataprep with curl
+# and look for a text in the answer's body (validate_service: [[ "$RESPONSE_BODY" == *"$EXPECTED_RESULT"* ]]).
+DATAPREP_FILE = (b"Deep learning is a subset of machine learning that utilizes neural networks with multiple layers "
+                 b"to analyze various levels of abstract data representations.")
+
+
+@pytest.mark.parametrize("runtime", ["comps", "lite"])
+def test_opea_dataprep_calls_get_the_text_opea_tests_look_for(projects, processes, runtime, tmp_path):
+    project = projects({"name": "docprep", "services": [{"name": "embedding", "type": "embedding"},
+                                                        {"name": "retriever", "type": "retriever"},
+                                                        {"name": "dataprep", "type": "dataprep"}]}, runtime)
+    embedding = processes.service(project, "embedding", runtime=runtime)
+    dataprep = processes.service(project, "dataprep", runtime=runtime, VECTOR_STORE="sqlite",
+                                 VECTOR_STORE_PATH=str(tmp_path / "vectors.db"), EMBEDDING_SERVICE_HOST_IP="127.0.0.1",
+                                 EMBEDDING_SERVICE_PORT=str(embedding.port))
+    base = f"{dataprep.url}/v1/dataprep"
+    calls = [  # (what, curl's request, the text the body must contain)
+        ("dataprep_upload_file", {"url": f"{base}/ingest", "files": [("files", ("dataprep_file.txt", DATAPREP_FILE))]},
+         "Data preparation succeeded"),
+        ("dataprep_get", {"url": f"{base}/get", "headers": {"Content-Type": "application/json"}}, '{"name":'),
+        ("dataprep_del", {"url": f"{base}/delete", "headers": {"Content-Type": "application/json"},
+                          "content": '{"file_path": "all"}'}, '{"status":true}'),
+    ]
+    for what, request, expected in calls:
+        answer = httpx.post(**request, timeout=30, trust_env=False)
+        assert answer.status_code == 200 and expected in answer.text, (what, answer.status_code, answer.text[:500])
+    assert httpx.post(f"{base}/get", timeout=30, trust_env=False).json() == []
 
 
 def test_the_validator_refuses_a_wrong_answer(runtime_venvs, tmp_path):
