@@ -232,6 +232,8 @@ def _service_problems(part: Part, where: str) -> list[str]:
     except SpecError as error:
         keys = {field: key for key, field in _SERVICE_KEYS.items()}
         for problem in error.problems:
+            if not problem.location.startswith("services[0]"):
+                continue  # the one-service pipeline's, not this service's (a dataprep alone has nothing to call)
             field = problem.location.removeprefix("services[0]").lstrip(".").split(".")[0]
             problems.append(f"{where}: {keys.get(field, field or 'service')}: {problem.message}")
     return problems
