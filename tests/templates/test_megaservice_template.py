@@ -49,7 +49,8 @@ WHEEL = f"vendor/opea_new_runtime-{__version__}-py3-none-any.whl"
 COMMON_FILES = {
     ".copier-answers.yml", ".dockerignore", ".gitignore", ".github/workflows/ci.yml", "Dockerfile", "Makefile",
     "README.md", "pyproject.toml", "requirements-dev.txt", WHEEL,
-    "tests/conftest.py", "tests/test_docker.py", "tests/test_pipeline.py", "tests/test_wiring.py",
+    "tests/conftest.py", "tests/test_docker.py", "tests/test_pipeline.py", "tests/test_security.py",
+    "tests/test_wiring.py",
     *(f"megaservice/{name}" for name in ("__init__.py", "__main__.py", "hooks.py", "pipeline.py", "requirements.txt")),
 }
 RUNTIME_NAMES = ("Megaservice", "ServiceOrchestrator", "ServiceType", "remote_service")
@@ -360,13 +361,15 @@ def test_dockerfile_megaservice_stage(rendered):
 
 def test_dockerfile_service_stage(rendered):
     """Any generated service, by its folder name: laid out as in the project (requirements.txt finds
-    ../../vendor), the dependencies first, then only that folder's app/."""
+    ../../vendor), the dependencies first, then only that folder's app/; PORT declared after every RUN (a
+    declared ARG is in the cache key of each RUN after it: a new port would reinstall the dependencies)."""
     _, project = rendered
     text = dockerfile_stages((project / "Dockerfile").read_text())["service"]
     here = "services/${SERVICE}"
-    in_order(text, ["ARG SERVICE\n", "ARG PORT\n", "USER root\n", f"COPY {here}/requirements.txt {here}/\n",
+    in_order(text, ["ARG SERVICE\n", "USER root\n", f"COPY {here}/requirements.txt {here}/\n",
                     f"RUN pip install --no-cache-dir -r {here}/requirements.txt\n", f"COPY {here}/app/ {here}/app/\n",
-                    f"WORKDIR /home/user/app/{here}\n", "USER user\n", 'CMD ["python", "-m", "app"]'])
+                    f"WORKDIR /home/user/app/{here}\n", "USER user\n", "ARG PORT\n", 'CMD ["python", "-m", "app"]'])
+    assert "RUN " not in text[text.index("ARG PORT\n"):]
     # requirements.txt's --find-links ../../vendor, from where it is copied, is where base put the wheel.
     assert (Path("/home/user/app/services/x") / "../../vendor").resolve() == Path("/home/user/app/vendor")
     assert text.count("COPY ") == 2  # nothing else: tests and answers stay out of the image

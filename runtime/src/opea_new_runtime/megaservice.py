@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -41,7 +42,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from . import jsonbody, settings
+from . import access, jsonbody, settings
 from .nodes import node_of
 from .protocol import (
     DONE,
@@ -152,6 +153,7 @@ def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) 
                                                 "owned_by": "opea-new"}]}
 
     app.add_middleware(PipelineRoute, routes=routes, answer=answer)
+    access.protect(app, os.environ, refusal=key_refusal)
 
     @app.get("/v1/health_check")
     @app.get("/v1/health")
@@ -189,6 +191,13 @@ def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) 
     return app
 
 
+def key_refusal(message: str) -> dict[str, Any]:
+    """A 401's body: the megaservice's error, with OpenAI's fields (its SDKs raise AuthenticationError)."""
+    body = openai_error_body(RequestError(message, status=401))
+    body["error"]["code"] = "invalid_api_key"
+    return body
+
+
 def serve(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) -> None:
     """Serve the pipeline with uvicorn until Ctrl-C or SIGTERM, then exit 0.
 
@@ -201,7 +210,8 @@ def serve(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) -> No
     try:
         config = settings.load()
         build_orchestrator()  # a bad node address stops the start here, with one line
-    except settings.SettingsError as error:
+        access.load_keys(os.environ)
+    except (settings.SettingsError, access.KeysError) as error:
         sys.exit(f"{megaservice.name}: {error}")
     # Once it has shut down, uvicorn raises the signal that stopped it again, under the handlers it found:
     # with these, a graceful stop exits 0 instead of dying of SIGTERM.

@@ -41,6 +41,7 @@ from .megaservice import READY_ROUTE, Megaservice
 from .nodes import Node, node_of
 
 LOCALHOST = "127.0.0.1"
+KEY_VARIABLES = ("API_KEYS", "API_KEYS_FILE", "CORS_ALLOW_ORIGINS")  # for what users call, see access.py
 STARTUP_TIMEOUT = float(os.environ.get("RUN_LOCAL_STARTUP_TIMEOUT", 90))
 STOP_TIMEOUT = 10.0
 PIPELINE_MODULE = "megaservice.pipeline"
@@ -189,10 +190,16 @@ class Stack:
 
     def service_environment(self, service: Node) -> dict[str, str]:
         """A service's: where it listens, where the others are (a dataprep service calls the embedding node)
-        and, when the project stores documents, the store its dataprep and retriever share."""
+        and, when the project stores documents, the store its dataprep and retriever share.
+
+        Only what users call takes API keys (the megaservice and the services beside the flow): the
+        megaservice calls the flow's nodes without one, as it does in compose."""
         env = self.addresses(self.base_environment())
         env["HOST"] = LOCALHOST
         env["PORT"] = str(self.ports[service.name])
+        if service not in self.project.beside:
+            for variable in KEY_VARIABLES:
+                env.pop(variable, None)
         if self.project.stores_documents:
             env.setdefault("VECTOR_STORE", "sqlite")
             env.setdefault("VECTOR_STORE_PATH", str(self.project.root / "data" / "vectors.db"))
@@ -386,7 +393,12 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
         print(f"\n{megaservice.name} is running: {stack.url} ({megaservice.protocol} protocol)\n")
         body = example_request(megaservice.protocol)
-        print(f"  curl -s {stack.url} -H 'Content-Type: application/json' -d '{body}'\n")
+        keyed = any(stack.environ.get(variable, "").strip() for variable in KEY_VARIABLES[:2])
+        key = " -H \"Authorization: Bearer $API_KEY\"" if keyed else ""  # the variable's name, never a key
+        print(f"  curl -s {stack.url} -H 'Content-Type: application/json'{key} -d '{body}'\n")
+        if keyed:
+            print("  API keys are required (API_KEYS / API_KEYS_FILE): the megaservice and the services beside "
+                  "the flow answer 401 without one.\n")
         for process in stack.processes[:-1]:
             print(f"  {process.name}: http://{LOCALHOST}:{process.port}")
         print("\nCtrl-C stops everything.", flush=True)

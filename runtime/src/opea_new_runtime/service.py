@@ -30,6 +30,7 @@ Environment (read by `load_settings`, checked before the server starts):
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -47,6 +48,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import access
 from .jsonbody import MAX_BODY_BYTES, StrictJSONBodies
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
@@ -202,7 +204,8 @@ def create_app(service: Service, router: APIRouter, create_model: Callable[[], A
     app.include_router(router, responses=ERROR_RESPONSES)
     app.add_middleware(StrictJSONBodies)
     app.add_middleware(LimitedBodies, limit=_request_limit())
-    app.add_middleware(Metrics, registry=registry)  # the outermost: refused bodies are counted too
+    access.protect(app, os.environ, refusal=lambda message: {"detail": message})  # before a body is read
+    app.add_middleware(Metrics, registry=registry)  # the outermost: refused requests are counted too
     return app
 
 
@@ -326,7 +329,8 @@ def serve(app: FastAPI, service: Service | None = None) -> None:
     service = service or app.state.service
     try:
         settings = load_settings(service.port)
-    except SettingsError as error:
+        access.load_keys(os.environ)
+    except (SettingsError, access.KeysError) as error:
         print(f"{service.name}: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     # Once it has shut down, uvicorn raises the signal that stopped it again, under the handlers it found:

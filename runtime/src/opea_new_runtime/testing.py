@@ -14,6 +14,7 @@ printed when a start fails).
     unreachable  nodes that run a published image and do not answer where the megaservice looks
     whole_flow   skips a test that needs every node when one is unreachable (says which)
     dead_node    (node name, client) of a second megaservice whose entry node is not listening
+    guarded      (key, client, log folder) of a second megaservice that requires an API key of its own
 
 The tests ingest and delete documents, so they never use the project's data/ nor
 a store VECTOR_STORE and PG_CONNECTION_STRING name: theirs is SQLite in a
@@ -34,7 +35,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .run import Project, Stack, runs_here
+from .run import KEY_VARIABLES, Project, Stack, runs_here
 
 
 def free_ports(count: int) -> list[int]:
@@ -72,7 +73,8 @@ def stack(project, tmp_path_factory):
     *service_ports, mega_port = free_ports(len(local) + 1)
     log_dir = tmp_path_factory.mktemp("logs")
     with tests_store(tmp_path_factory) if project.stores_documents else nullcontext({}) as store:
-        environ = {**os.environ, **store}
+        # Open, whatever keys the shell holds: `guarded` is the one that requires a key.
+        environ = {key: value for key, value in {**os.environ, **store}.items() if key not in KEY_VARIABLES}
         running = start(Stack(dict(zip(local, service_ports, strict=True)), mega_port, project=project,
                               log_dir=log_dir, environ=environ), log_dir)
         yield running
@@ -160,4 +162,18 @@ def dead_node(project, stack, tmp_path_factory):
                               start_services=False, wait_ready=False), log_dir)  # never ready: a node is down
     with httpx.Client(base_url=f"http://127.0.0.1:{mega_port}", timeout=60, trust_env=False) as session:
         yield victim, session
+    megaservice.stop()
+
+
+@pytest.fixture(scope="session")
+def guarded(project, stack, tmp_path_factory):
+    """A second megaservice on the same nodes, with API_KEYS set to a key of the tests' own."""
+    key = f"test-{secrets.token_urlsafe(24)}"
+    mega_port = free_ports(1)[0]
+    ports = {node.name: stack.address(node)[1] for node in project.services}
+    log_dir = tmp_path_factory.mktemp("guarded-logs")
+    megaservice = start(Stack(ports, mega_port, project=project, log_dir=log_dir,
+                              environ={**stack.environ, "API_KEYS": key}, start_services=False), log_dir)
+    with httpx.Client(base_url=f"http://127.0.0.1:{mega_port}", timeout=60, trust_env=False) as session:
+        yield key, session, log_dir
     megaservice.stop()
