@@ -105,8 +105,17 @@ TGI = answers("tgi_app", [
 OLD_ANSWERS = answers("old", [{"name": "llm", "type": "llm", "port": 9000, "endpoint": "/v1/chat/completions",
                                "image": None}])
 
+# Documents: a dataprep service beside the flow (the pgvector profile, the store's and access variables).
+DOCUMENTS = {**answers("docqna", [
+    service("embedding", "embedding", 6000, "/v1/embeddings"),
+    service("retriever", "retriever", 7000, "/v1/retrieval"),
+    service("llm", "llm", 9000, "/v1/chat/completions"),
+    service("dataprep", "dataprep", 6007, "/v1/dataprep/ingest"),
+], runtime="lite"), "documents": ["dataprep"]}
+
 ANSWER_SETS = {
     "chatqna_real": CHATQNA_REAL,
+    "documents": DOCUMENTS,
     "tgi": TGI,
     "old_answers": OLD_ANSWERS,
     "chain": CHAIN,
@@ -217,11 +226,15 @@ def test_every_service_has_a_python_healthcheck_on_its_own_port(rendered):
     services = compose_file(project)["services"]
     ports = {dns(s["name"]): s["port"] for s in data["services"]}
     ports["megaservice"] = data["megaservice"]["port"]
-    assert set(services) == set(ports)
+    store = {"pgvector"} if data.get("documents") else set()  # the documents' server (profile pgvector)
+    assert set(services) == set(ports) | store
     servers = {dns(s["name"]) for s in data["services"] if s.get("server")}
     for name, definition in services.items():
         check = definition["healthcheck"]
         assert definition["restart"] == "unless-stopped", name
+        if name in store:  # PostgreSQL's own probe, which the pgvector image carries
+            assert check["test"] == ["CMD", "pg_isready", "-U", "opea", "-d", "vectordb"]
+            continue
         if name in servers:  # a model server: its own /health, probed with the curl its image carries
             assert check["test"] == ["CMD", "curl", "-f", f"http://127.0.0.1:{ports[name]}/health"], name
             continue
@@ -326,10 +339,13 @@ def test_megaservice_finds_every_service_by_dns_name_and_waits_for_it(rendered):
     assert environment["MEGA_SERVICE_HOST"] == "0.0.0.0"
     assert environment["MEGA_SERVICE_PORT"] == str(data["megaservice"]["port"])
     assert environment["MEGA_SERVICE_TIMEOUT"] == "${MEGA_SERVICE_TIMEOUT:-300}"
-    for spec in data["services"]:
+    beside = set(data.get("documents", []))  # beside the flow: the megaservice never calls them
+    flow = [spec for spec in data["services"] if spec["name"] not in beside]
+    for spec in flow:
         assert environment[f"{prefix(spec['name'])}_SERVICE_HOST_IP"] == dns(spec["name"])
         assert environment[f"{prefix(spec['name'])}_SERVICE_PORT"] == str(spec["port"])
-    assert mega["depends_on"] == {dns(s["name"]): {"condition": "service_healthy"} for s in data["services"]}
+    assert not [name for name in beside if f"{prefix(name)}_SERVICE_HOST_IP" in environment]
+    assert mega["depends_on"] == {dns(s["name"]): {"condition": "service_healthy"} for s in flow}
 
 
 def test_microservices_listen_on_all_interfaces_of_their_container(rendered):
@@ -412,6 +428,8 @@ def test_every_service_carries_proxies_and_no_proxy_lists_every_service(rendered
     services = compose_file(project)["services"]
     names = {"megaservice", "localhost", "127.0.0.1"} | {dns(s["name"]) for s in data["services"]}
     for name, definition in services.items():
+        if name == "pgvector":  # a database: it calls nothing, so it needs no proxy
+            continue
         environment = definition["environment"]
         assert environment["http_proxy"] == "${http_proxy:-}", name
         assert environment["https_proxy"] == "${https_proxy:-}", name
@@ -426,7 +444,7 @@ def test_env_example_covers_every_interpolated_variable(rendered):
     keys = env_example_keys(project)
     assert set(keys) == interpolated
     assert keys["PUBLISH_ADDRESS"] == "127.0.0.1"
-    secrets = {key for key in keys if key == "HF_TOKEN" or key.endswith("_API_KEY")}
+    secrets = {key for key in keys if key in ("HF_TOKEN", "API_KEYS", "POSTGRES_PASSWORD") or key.endswith("_API_KEY")}
     assert secrets and all(keys[key] == "" for key in secrets)
 
 
