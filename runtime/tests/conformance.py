@@ -9,7 +9,8 @@ Without CONFORMANCE_TARGETS it runs against the six families' apps in-process (A
 CONFORMANCE_EXAMPLES examples per operation and phase (default 40), no deadline per example, and
 every check schemathesis has for a response (server errors, status codes, content types, headers,
 response schemas, positive data accepted and negative data refused) — but a raw megaservice's
-positive data: its schema is any object, and its entry node may refuse one (a 422 naming the node).
+positive data: its schema is any object, and its entry node may refuse one (a 422 naming the node),
+and dataprep's: a multipart form's schema cannot say which files hold text or which strings are URL lists.
 """
 
 from __future__ import annotations
@@ -43,11 +44,17 @@ def raw_megaservice(document: dict) -> bool:
     return {"type": "object"} in bodies
 
 
+def takes_files(document: dict) -> bool:
+    return any("multipart/form-data" in operation.get("requestBody", {}).get("content", {})
+               for path in document["paths"].values() for operation in path.values())
+
+
 def conformance(name: str):
     schema = load(name)
     excluded = []
-    if raw_megaservice(schema.raw_schema):
-        # raw: any object is valid to its schema, yet its entry node may refuse it (a 422 naming the node)
+    if raw_megaservice(schema.raw_schema) or takes_files(schema.raw_schema):
+        # raw: any object is valid to its schema, yet its entry node may refuse it (a 422 naming the node);
+        # dataprep: a form's schema cannot say "a document with text in it" nor "a JSON list of URLs"
         excluded.append(schemathesis.checks.positive_data_acceptance)
 
     @schema.parametrize()
