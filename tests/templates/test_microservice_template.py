@@ -188,7 +188,8 @@ def test_its_image_is_the_service_stage_of_the_projects_dockerfile(rendered):
                f" -t opea/my-app-{here} .)")
     assert command in (folder / "README.md").read_text().splitlines()
     stage = (MEGASERVICE_TEMPLATE / "Dockerfile.jinja").read_text().split("FROM base AS service\n")[1]
-    assert "ARG SERVICE\nARG PORT\n" in stage and "COPY services/${SERVICE}/app/ services/${SERVICE}/app/" in stage
+    assert stage.startswith("ARG SERVICE\n") and "\nARG PORT\n" in stage
+    assert "COPY services/${SERVICE}/app/ services/${SERVICE}/app/" in stage
     # What the stage copies is here, under the names it copies.
     assert (folder / "requirements.txt").is_file() and (folder / "app" / "__main__.py").is_file()
 
