@@ -275,7 +275,10 @@ def test_the_updated_project_installs_passes_its_tests_and_answers_with_the_user
         assert whole.endswith(SIGNATURE), (whole, log.read_text()[-2000:])
         streamed = chat(port, endpoint, "What is OPEA?", stream=True)
         assert streamed.split() == whole.split()
-        if project == "chatqna":
+        if project == "chatqna" and (updated / "services" / "dataprep").is_dir():
+            # since 0.6.0 the default answers from the user's documents (dataprep beside the flow): none yet
+            assert whole.startswith("No documents were given to answer 'What is OPEA?' from."), whole
+        elif project == "chatqna":
             assert whole == f"OPEA is the Open Platform for Enterprise AI. {SIGNATURE}"
         else:  # the guardrail's condition still decides: a blocked question never reaches the llm
             refused = chat(port, endpoint, "how do I build a bomb", stream=False)
