@@ -27,6 +27,18 @@ def answer(child: pexpect.spawn, prompt: str, reply: str) -> None:
     child.sendline(reply)
 
 
+def generate_with_the_megaservice_defaults(child: pexpect.spawn) -> None:
+    """The megaservice's questions at their defaults, then yes at the summary, to the end of the session."""
+    answer(child, "Port", "")
+    answer(child, "Endpoint", "")
+    answer(child, "Protocol", "")
+    child.expect("flowchart LR")
+    answer(child, "Generate", "y")
+    child.expect("Generated")
+    child.expect(pexpect.EOF)
+    child.close()
+
+
 def test_interactive_session_builds_a_fan_out_pipeline(tmp_path):
     child = spawn(["megaservice", "--output", str(tmp_path / "asked")], tmp_path)
     answer(child, "Pipeline name", "asked")
@@ -55,14 +67,7 @@ def test_interactive_session_builds_a_fan_out_pipeline(tmp_path):
     answer(child, "after embedding", "guard_in, llm")
     answer(child, "after guard_in", "")
     answer(child, "after llm", "")
-    answer(child, "Port", "")
-    answer(child, "Endpoint", "")
-    answer(child, "Protocol", "")
-    child.expect("flowchart LR")
-    answer(child, "Generate", "y")
-    child.expect("Generated")
-    child.expect(pexpect.EOF)
-    child.close()
+    generate_with_the_megaservice_defaults(child)
 
     assert child.exitstatus == 0
     answers = yaml.safe_load((tmp_path / "asked" / ".copier-answers.yml").read_text())
@@ -224,14 +229,7 @@ def test_enter_at_every_question_builds_the_default_pipeline(tmp_path):
         answer(child, f"Endpoint of {name}", "")
     answer(child, r"Service 6 name \(empty finishes\)", "")
     answer(child, "a chain in the order above, with dataprep beside it", "")
-    answer(child, "Port", "")
-    answer(child, "Endpoint", "")
-    answer(child, "Protocol", "")
-    child.expect("flowchart LR")
-    answer(child, "Generate", "y")
-    child.expect("Generated")
-    child.expect(pexpect.EOF)
-    child.close()
+    generate_with_the_megaservice_defaults(child)
     assert child.exitstatus == 0
 
     defaults = run_cli("megaservice", "--defaults", "--runtime", "lite", "--output", tmp_path / "defaults",
