@@ -6,9 +6,14 @@
     GET  /v1/health_check      liveness (also /v1/health and /health): 200 once the process serves
     GET  /v1/health/ready      readiness: 200 {"ready": true, "not_ready": []} when every node answers its
                                /v1/health_check (a model server: /health) with 200, else 503
-                               {"ready": false, "not_ready": [{"node", "address", "detail"}]}; nodes are
-                               probed in parallel (READINESS_TIMEOUT seconds each), the answer is kept
-                               READINESS_CACHE seconds
+                               {"ready": false, "not_ready": [{"node", "address", "detail"}]}; every
+                               instance of every node is probed in parallel (a node is ready when one of
+                               its instances is; one that fails is set aside), READINESS_TIMEOUT seconds
+                               each; the answer is kept READINESS_CACHE seconds
+    GET  /v1/services          every node's instances (instances.py) and what the megaservice knows of them:
+                               {"services": [{"name", "type", "discovery", "host", "port", "instances":
+                               [{"address", "state": healthy | set_aside | unknown, "outstanding",
+                               "requests", "failures"}]}]}; a management endpoint (API keys guard it)
     GET  /v1/statistics        request counts and latencies of the megaservice and of every node
     GET  /metrics              the same, in Prometheus' text format
 
@@ -90,7 +95,8 @@ def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         orchestrator = build_orchestrator()
-        settings.bypass_proxies(service.host for service in orchestrator.services.values())
+        settings.bypass_proxies([*(service.host for service in orchestrator.services.values()),
+                                 *orchestrator.balancer.hosts()])
         app.state.orchestrator = orchestrator
         yield
         await orchestrator.aclose()
@@ -176,6 +182,12 @@ def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) 
     async def ready(request: Request) -> JSONResponse:
         answer = await readiness.check(request.app.state.orchestrator)
         return JSONResponse(answer, status_code=200 if answer["ready"] else 503)
+
+    @app.get("/v1/services", responses={200: {
+        "description": "Every node's instances, with their state and counts", "content": {"application/json": {
+            "schema": SERVICES_SCHEMA}}}})
+    async def services(request: Request) -> dict[str, Any]:
+        return {"services": await services_of(request.app.state.orchestrator)}
 
     @app.get("/v1/statistics")
     async def statistics(request: Request) -> dict[str, Any]:
@@ -280,12 +292,30 @@ class Readiness:
 
     async def _probe(self, orchestrator: Any) -> dict[str, Any]:
         client = await orchestrator.http_client()
-        nodes = [(spec_name(name), service.host, int(service.port)) for name, service in orchestrator.services.items()]
-        paths = [node_of(service).health_path for service in orchestrator.services.values()]
+        probes = []  # (node, pool, instance, host, port, path): every instance of every node
+        for name, service in orchestrator.services.items():
+            path = node_of(service).health_path
+            pool = orchestrator.balancer.get(name)
+            if pool is None:
+                probes.append((spec_name(name), None, None, service.host, int(service.port), path))
+                continue
+            for instance in await pool.current():
+                probes.append((spec_name(name), pool, instance, instance.host, instance.port, path))
         problems = await asyncio.gather(*(self._node(client, host, port, path)
-                                          for (_, host, port), path in zip(nodes, paths, strict=True)))
-        not_ready = [{"node": node, "address": f"{host}:{port}", "detail": problem}
-                     for (node, host, port), problem in zip(nodes, problems, strict=True) if problem]
+                                          for _, _, _, host, port, path in probes))
+        ready_nodes = set()
+        for (node, pool, instance, _, _, _), problem in zip(probes, problems, strict=True):
+            if problem is None:
+                ready_nodes.add(node)
+            if pool is not None:
+                if problem is None:
+                    pool.succeeded(instance)
+                else:
+                    pool.failed(instance)  # set aside: calls go to its healthy siblings meanwhile
+        not_ready = [{"node": node, "address": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                      "detail": problem}
+                     for (node, _, _, host, port, _), problem in zip(probes, problems, strict=True)
+                     if problem and node not in ready_nodes]
         return {"ready": not not_ready, "not_ready": not_ready}
 
     async def _node(self, client: Any, host: str, port: int, path: str = "/v1/health_check") -> str | None:
@@ -313,6 +343,36 @@ READY_SCHEMA = {
             "required": ["node", "address", "detail"]}},
     },
     "required": ["ready", "not_ready"],
+}
+
+
+async def services_of(orchestrator: Any) -> list[dict[str, Any]]:
+    """GET /v1/services: every node, in flow order, with its instances."""
+    listed = []
+    for name, service in orchestrator.services.items():
+        pool = orchestrator.balancer.get(name)
+        if pool is None:  # a node called at its one base URL (an API key)
+            shown = {"discovery": "url", "host": str(service.host), "port": int(service.port), "instances": []}
+        else:
+            await pool.current()
+            shown = pool.snapshot()
+        listed.append({"name": spec_name(name), "type": orchestrator.type_of(name), **shown})
+    return listed
+
+
+SERVICES_SCHEMA = {
+    "type": "object",
+    "properties": {"services": {"type": "array", "items": {"type": "object", "properties": {
+        "name": {"type": "string"}, "type": {"type": "string"},
+        "discovery": {"enum": ["static", "address", "dns", "url"]},
+        "host": {"type": "string"}, "port": {"type": "integer"},
+        "instances": {"type": "array", "items": {"type": "object", "properties": {
+            "address": {"type": "string"}, "state": {"enum": ["healthy", "set_aside", "unknown"]},
+            "outstanding": {"type": "integer"}, "requests": {"type": "integer"}, "failures": {"type": "integer"},
+            "retry_in_seconds": {"type": "number"}},
+            "required": ["address", "state", "outstanding", "requests", "failures"]}}},
+        "required": ["name", "type", "discovery", "instances"]}}},
+    "required": ["services"],
 }
 
 # ---------------------------------------------------------------- the OpenAPI document

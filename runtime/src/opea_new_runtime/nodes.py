@@ -2,7 +2,8 @@
 
 `remote_service("llm", ServiceType.LLM, port=9000, endpoint="/v1/chat/completions")`
 is comps' `MicroService(..., use_remote_service=True)` at <LLM>_SERVICE_HOST_IP /
-<LLM>_SERVICE_PORT (default 127.0.0.1 and the spec's port), carrying its `Node`:
+<LLM>_SERVICE_PORT (default 127.0.0.1 and the spec's port), or at every instance
+<LLM>_SERVICE_INSTANCES lists (instances.py), carrying its `Node`:
 what the local runner, the tests and the statistics read, so the flow is written
 once, in the project's pipeline module.
 """
@@ -42,6 +43,31 @@ class Node:
     @property
     def port_variable(self) -> str:
         return f"{self.env_prefix}_SERVICE_PORT"
+
+    @property
+    def instances_variable(self) -> str:
+        return f"{self.env_prefix}_SERVICE_INSTANCES"
+
+    def instances(self, environ: Mapping[str, str] = os.environ) -> tuple[tuple[str, int], ...] | None:
+        """Every instance <NODE>_SERVICE_INSTANCES lists (`host:port,host:port`, `[v6]:port`); None: unset."""
+        text = environ.get(self.instances_variable, "").strip()
+        if not text:
+            return None
+        found: dict[tuple[str, int], None] = {}
+        for entry in text.replace(",", " ").split():
+            host, _, port = entry.rpartition(":")
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+            elif ":" in host:
+                host = ""  # an IPv6 address needs its brackets
+            if (not host or not port.isdigit() or not 1 <= int(port) <= 65535
+                    or any(character in host for character in "/@?#[] ")):
+                from .settings import SettingsError
+
+                raise SettingsError(f"{self.instances_variable}: {entry!r} is not host:port "
+                                    "(e.g. llm-1:9000,llm-2:9000; [::1]:9000 for IPv6)")
+            found[(host, int(port))] = None
+        return tuple(found)
 
     @property
     def health_path(self) -> str:
@@ -87,6 +113,7 @@ def remote_service_factory(micro_service: type) -> Callable[..., Any]:
         service = micro_service(name=name, host=host, port=actual_port, endpoint=endpoint, use_remote_service=True,
                                 service_type=service_type)
         service.node = node
+        service.static_instances = node.instances(environ)  # checked now: a bad list stops the start
         return service
 
     return remote_service

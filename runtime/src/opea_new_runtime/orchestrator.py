@@ -9,6 +9,9 @@ The runtime schedules the nodes; `Orchestration` decides, for the same result on
   * failures: a node that answers an error status, cannot be reached or stays
     silent raises NodeError naming it (the app answers 502, or 504 for a
     timeout), unless it has an `error` edge: then the error document flows there;
+  * which instance answers each call (instances.py: every instance of a node, least outstanding
+    first, one retry on another instance when one refused before answering), chosen per call in
+    `CheckedSession.post` and `_stream`: the shared MicroService is never changed;
   * streams: a terminal llm/lvm node is called without blocking the event loop
     (comps 1.5 uses a blocking `requests.post`), on the process's one HTTP client
     (`http_client()`: lite's own, aiohttp on comps), and its stream goes through
@@ -32,7 +35,7 @@ from typing import Any
 import aiohttp
 from fastapi.responses import StreamingResponse
 
-from . import align, settings
+from . import align, instances, settings
 from .conditions import parse
 from .nodes import Node, node_of
 from .protocol import NodeError, raise_for_status, spec_name
@@ -70,6 +73,7 @@ class Orchestration:
             total=None, sock_connect=self.timeouts.connect, sock_read=self.timeouts.call
         )
         self.statistics = Statistics()
+        self.balancer = instances.Balancer(self.config)
         self.flow = Flow([], [])
         self._edges: list[tuple[str, str, str]] = []
         self._own_session: aiohttp.ClientSession | None = None  # comps: outlives requests (streams, pooled calls)
@@ -82,6 +86,10 @@ class Orchestration:
     def add(self, service: Any) -> Orchestration:
         super().add(service)
         self.statistics.node(spec_name(service.name))
+        static = getattr(service, "static_instances", None)
+        if not hasattr(service, "static_instances"):  # a MicroService made without remote_service
+            static = node_of(service).instances()
+        self.balancer.add(service.name, service, static)
         self._rebuild_flow()
         return self
 
@@ -186,10 +194,15 @@ class Orchestration:
             else:
                 if self.pool_connections:
                     session = await self.http_client()
-                output, _ = await super().execute(
-                    CheckedSession(session, self.node_timeout), req_start, cur_node, inputs, runtime_graph,
-                    llm_parameters, **kwargs,
-                )
+                checked = CheckedSession(session, self.node_timeout, self.balancer.get(cur_node))
+                try:
+                    output, _ = await super().execute(
+                        checked, req_start, cur_node, inputs, runtime_graph, llm_parameters, **kwargs,
+                    )
+                except BaseException as error:
+                    checked.done(error)
+                    raise
+                checked.done()
         except Exception as error:
             counter.record(time.perf_counter() - started, failed=True)
             failure = NodeError.from_exception(spec_name(cur_node), error)
@@ -218,15 +231,21 @@ class Orchestration:
             headers["Authorization"] = f"Bearer {service.api_key_value}"
         model = inputs.get("model") if service.api_key_value and isinstance(inputs, dict) else None
         session = await self.http_client()
-        response = await session.post(
-            service.endpoint_path(model), json=inputs, headers=headers, timeout=self.node_timeout
+        response, lease = await instances.post(
+            self.balancer.get(cur_node), session, service.endpoint_path(model), json=inputs, headers=headers,
+            timeout=self.node_timeout,
         )
         if response.status >= 400 or response.content_type == "application/json":
-            async with response:
-                await raise_for_status(response)
-                data = await response.json(content_type=None)  # a node that answered without streaming
+            try:
+                async with response:
+                    await raise_for_status(response)
+                    data = await response.json(content_type=None)  # a node that answered without streaming
+            except BaseException as error:
+                lease.done(error)
+                raise
+            lease.done()
             return self.align_outputs(data, cur_node, inputs, runtime_graph, llm_parameters_dict, **kwargs)
-        chunks = self.align_generator(relay(response), **kwargs)
+        chunks = self.align_generator(relay(response, lease), **kwargs)
         return StreamingResponse(chunks, media_type="text/event-stream")
 
     async def http_client(self) -> Any:
@@ -298,27 +317,46 @@ class CheckedSession:
     data; through this wrapper every error status raises instead (NodeError → 502).
     """
 
-    def __init__(self, session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout) -> None:
+    def __init__(self, session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout,
+                 pool: instances.Instances | None = None) -> None:
         self._session = session
         self._timeout = timeout
+        self._pool = pool
+        self._leases: list[instances.Lease] = []
 
     async def post(self, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        """The node's answer, from the instance chosen for this call (`url` names the node's own address)."""
         kwargs.setdefault("timeout", self._timeout)
-        response = await self._session.post(url, **kwargs)
+        response, lease = await instances.post(self._pool, self._session, url, **kwargs)
+        self._leases.append(lease)
         if response.status >= 400:
             async with response:
                 await raise_for_status(response)
         return response
 
+    def done(self, error: BaseException | None = None) -> None:
+        """The call is over (its answer read, or failed with `error`): its instance is free again."""
+        for lease in self._leases:
+            lease.done(error)
+        self._leases.clear()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
 
 
-async def relay(response: Any) -> AsyncIterator[bytes]:
-    """A streaming answer (lite's or aiohttp's), chunk by chunk as it arrives; released at the end."""
+async def relay(response: Any, lease: instances.Lease = instances.NO_LEASE) -> AsyncIterator[bytes]:
+    """A streaming answer (lite's or aiohttp's), chunk by chunk as it arrives; released at the end.
+
+    A stream that breaks off is never sent again (part of it was relayed): the error goes on to the client.
+    """
     chunks = response.iter_chunks() if hasattr(response, "iter_chunks") else response.content.iter_any()
+    failure: BaseException | None = None
     try:
         async for chunk in chunks:
             yield chunk
+    except BaseException as error:
+        failure = error
+        raise
     finally:
         response.release()
+        lease.done(failure)

@@ -9,11 +9,16 @@
     MEGA_SERVICE_STREAM_FORMAT               chat streams: `openai` chunks (default) or `opea` (data: b'token')
     MEGA_SERVICE_POOL_CONNECTIONS            comps runtime: `true` calls nodes on one pooled session instead of
                                              comps' new session per request (~2x the throughput); lite always pools
+    MEGA_SERVICE_DISCOVERY_TTL               seconds a node's name resolves to the same instances before it is
+                                             resolved again (default 5; instances.py)
+    MEGA_SERVICE_SET_ASIDE                   seconds an instance that refused a connection is set aside (default 5),
+                                             doubled at each failure in a row up to MEGA_SERVICE_SET_ASIDE_MAX (60)
     LOG_LEVEL                                uvicorn's log level (default info)
     LOGFLAG                                  OPEA's switch: `true` means LOG_LEVEL=debug unless LOG_LEVEL is set;
                                              empty or `false` changes nothing
 
-Where node X is, <X>_SERVICE_HOST_IP / <X>_SERVICE_PORT, is read by `remote_service` (orchestrator.py).
+Where node X is, <X>_SERVICE_HOST_IP / <X>_SERVICE_PORT, or all its instances, <X>_SERVICE_INSTANCES
+(host:port,host:port), is read by `remote_service` (nodes.py).
 A value that does not parse stops the start with one line naming the variable (`SettingsError`).
 """
 
@@ -43,6 +48,9 @@ class MegaserviceSettings(BaseSettings):
     graceful_timeout: float = Field(10.0, ge=0)
     stream_format: Literal["openai", "opea"] = "openai"
     pool_connections: bool = False
+    discovery_ttl: PositiveFloat = 5.0
+    set_aside: PositiveFloat = 5.0
+    set_aside_max: PositiveFloat = 60.0
     log_level: str = Field("info", validation_alias=AliasChoices("LOG_LEVEL", "MEGA_SERVICE_LOG_LEVEL"))
     logflag: bool = Field(False, validation_alias=AliasChoices("LOGFLAG", "MEGA_SERVICE_LOGFLAG"))
 
@@ -51,6 +59,12 @@ class MegaserviceSettings(BaseSettings):
     def _empty_logflag_is_off(cls, value: object) -> object:
         # OPEA's compose files pass LOGFLAG=${LOGFLAG} through: unset arrives as an empty string.
         return False if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _set_aside_max_is_the_longest(self) -> MegaserviceSettings:
+        if self.set_aside_max < self.set_aside:
+            raise ValueError("MEGA_SERVICE_SET_ASIDE_MAX must be at least MEGA_SERVICE_SET_ASIDE")
+        return self
 
     @model_validator(mode="after")
     def _logflag_means_debug(self) -> MegaserviceSettings:

@@ -43,6 +43,10 @@ class ServerDisconnectedError(HTTPError, ConnectionError):
         self.answered = answered
 
 
+class ConnectTimeoutError(HTTPError, TimeoutError):
+    """Connecting to the service took longer than the connect timeout (nothing was sent)."""
+
+
 class ResponseError(HTTPError):
     """An error status (raise_for_status); `message` is the start of the service's answer."""
 
@@ -161,7 +165,8 @@ class Client:
                     _Connection, target.host, target.port, ssl=tls, server_hostname=target.host if tls else None
                 )
         except TimeoutError:
-            raise TimeoutError(f"connecting to {target.host}:{target.port} took over {timeout.connect:g} s") from None
+            raise ConnectTimeoutError(
+                f"connecting to {target.host}:{target.port} took over {timeout.connect:g} s") from None
         except OSError as error:
             raise ConnectError(f"cannot connect to {target.host}:{target.port}: {error.strerror or error}") from error
         return connection, False
