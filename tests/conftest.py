@@ -269,9 +269,9 @@ def read_pipeline(project: Path) -> RecordedPipeline:
 
     class Megaservice:
         def __init__(self, name: str, port: int, endpoint: str, protocol: str = "chat",
-                     description: str = "") -> None:
+                     description: str = "", ui_port: int | None = None) -> None:
             recorded.megaservice.update(name=name, port=port, endpoint=endpoint, protocol=protocol,
-                                        description=description)
+                                        description=description, ui_port=ui_port)
 
     class Service:
         def __init__(self, node: RecordedNode) -> None:

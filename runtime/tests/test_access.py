@@ -172,3 +172,36 @@ def test_the_megaservice_guards_every_endpoint_but_health(megaservice):
         assert (error["status"], error["code"], error["type"]) == (401, "invalid_api_key", "invalid_request_error")
         assert megaservice.request(method, path, json=body if method == "POST" else None,
                                    headers=bearer(KEY)).status_code == 200, path
+
+
+# ---------------------------------------------------------------- paths an app opens itself (the web UI's pages)
+
+
+def opened_app(environ, **opened):
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def page(request):
+        return PlainTextResponse(request.url.path)
+
+    app = Starlette(routes=[Route("/{path:path}", page, methods=["GET", "POST"])])
+    access.protect(app, environ, refusal=lambda message: {"detail": message}, **opened)
+    return app
+
+
+def test_open_paths_and_prefixes_need_no_key_and_open_nothing_else():
+    environ = {"API_KEYS": KEY}
+    with TestClient(opened_app(environ, open_paths=["/", "/chat"], open_prefixes=["/services/", "/static/"])) as client:
+        for path in ("/", "/chat", "/services/llm", "/static/style.css", "/v1/health_check"):
+            assert client.get(path).status_code == 200, path
+        for path in ("/chat/x", "/chats", "/services", "/static", "/v1/chatqna", "/ui/api/services/llm/x"):
+            refused = client.get(path)
+            assert refused.status_code == 401 and "needs an API key" in refused.json()["detail"], path
+        assert client.get("/v1/chatqna", headers=bearer(KEY)).status_code == 200
+    with TestClient(opened_app(environ)) as client:  # without them: only the health checks, as before
+        assert client.get("/").status_code == 401 and client.get("/v1/health").status_code == 200
+    with TestClient(opened_app({"API_KEYS": "short"}, open_paths=["/"])) as client:  # unusable keys: all closed
+        assert client.get("/").status_code == 503
+    with TestClient(opened_app({}, open_paths=["/"])) as client:  # no key: all open
+        assert client.get("/anything").status_code == 200

@@ -32,6 +32,8 @@ def generate_with_the_megaservice_defaults(child: pexpect.spawn) -> None:
     answer(child, "Port", "")
     answer(child, "Endpoint", "")
     answer(child, "Protocol", "")
+    answer(child, "Web UI", "")
+    answer(child, "UI port", "")
     child.expect("flowchart LR")
     answer(child, "Generate", "y")
     child.expect("Generated")
@@ -78,6 +80,7 @@ def test_interactive_session_builds_a_fan_out_pipeline(tmp_path):
     assert answers["flow"] == [{"service": "embedding", "next": [{"service": "guard_in", "condition": "success"},
                                                                   {"service": "llm", "condition": "success"}]}]
     assert answers["megaservice"]["protocol"] == "chat"
+    assert (answers["megaservice"]["ui"], answers["megaservice"]["ui_port"]) == (True, 5173)
 
 
 def test_declining_at_the_summary_writes_nothing(tmp_path):
@@ -94,12 +97,35 @@ def test_declining_at_the_summary_writes_nothing(tmp_path):
     answer(child, "Port", "")
     answer(child, "Endpoint", "")
     answer(child, "Protocol", "")
+    answer(child, "Web UI", "")
+    answer(child, "UI port", "")
     answer(child, "Generate", "n")
     child.expect(pexpect.EOF)
     child.close()
 
     assert child.exitstatus == 2
     assert not (tmp_path / "declined").exists()
+
+
+def test_a_pipeline_without_a_web_ui(tmp_path):
+    child = spawn(["megaservice", "--output", str(tmp_path / "asked")], tmp_path)
+    _services(child)
+    answer(child, r"Service 3 name \(empty finishes\)", "")
+    answer(child, "a chain in the order above", "")
+    answer(child, "Port", "")
+    answer(child, "Endpoint", "")
+    answer(child, "Protocol", "")
+    answer(child, "Web UI", "n")
+    answer(child, "Generate", "y")
+    child.expect("Generated")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert child.exitstatus == 0
+    answers = yaml.safe_load((tmp_path / "asked" / ".copier-answers.yml").read_text())
+    assert answers["megaservice"]["ui"] is False and "ui_port" not in answers["megaservice"]
+    assert "\n  ui:" not in (tmp_path / "asked" / "compose.yaml").read_text()
+    assert "ui_port" not in (tmp_path / "asked" / "megaservice" / "pipeline.py").read_text()
 
 
 def test_ctrl_c_at_a_prompt_writes_nothing(tmp_path):
@@ -150,6 +176,12 @@ def test_each_answer_is_checked_where_it_is_asked(tmp_path):
     child.expect("is not an endpoint path")
     answer(child, "Endpoint", "")
     answer(child, "Protocol", "")
+    answer(child, "Web UI", "")
+    answer(child, "UI port", "8888")
+    child.expect("already used by the megaservice")
+    answer(child, "UI port", "6000")
+    child.expect("already used by embedding")
+    answer(child, "UI port", "")
     answer(child, "Generate", "y")
     child.expect("Generated")
     child.expect(pexpect.EOF)
@@ -197,6 +229,8 @@ def test_embedding_rerank_and_llm_may_be_model_servers_with_their_models(tmp_pat
     answer(child, "Port", "")
     answer(child, "Endpoint", "")
     answer(child, "Protocol", "")
+    answer(child, "Web UI", "")
+    answer(child, "UI port", "")
     answer(child, "Generate", "y")
     child.expect("Generated")
     child.expect(pexpect.EOF)
@@ -271,6 +305,8 @@ def test_the_answers_are_never_lost(tmp_path, end):
         answer(child, "Port", "")
         answer(child, "Endpoint", "")
         answer(child, "Protocol", "")
+        answer(child, "Web UI", "")
+        answer(child, "UI port", "")
         answer(child, "Generate", "n" if end == "declined" else "y")
     child.expect(pexpect.EOF)
     transcript = child.before

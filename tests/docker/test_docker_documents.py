@@ -12,8 +12,12 @@ dataprep service beside the flow, rendered once by `opea-new megaservice --spec`
   tests/docker/pgvector/ (PostgreSQL 16 + pgvector from the pgserver wheel; no
   registry to pull the real one from).
 
-For each: upload Markdown files through the dataprep port on 127.0.0.1, list
-them, ask the megaservice a question only one of them answers; `compose
+Both with compose.ports.yaml (COMPOSE_FILE in .env), so each service's own port
+is there for its health; everything a user does goes through the nginx front
+door (127.0.0.1:NGINX_PORT), as the web UI does. For each: every container
+healthy (the UI and nginx too), the UI's documents page; upload Markdown files
+through the front door's /v1/dataprep/, list them, ask the megaservice (through
+the front door too) a question only one of them answers; `compose
 restart`, ask again; `down` (volumes kept) and `up` again — new containers —
 ask again; delete the file, it is gone and so is the answer. An empty upload is
 a 400 that stores nothing. With pgvector, a stopped server is a 503 naming the
@@ -60,11 +64,11 @@ OTHER_FILE = ("lighthouse.md", "# The Velmora lighthouse\n\n"
 
 
 def documents_spec(name: str) -> dict[str, Any]:
-    embedding, retriever, llm, dataprep, mega = free_ports(5)
+    embedding, retriever, llm, dataprep, mega, ui = free_ports(6)
     return {
         "name": name,
         "description": "A chat pipeline over the documents dataprep stores (the docker tier).",
-        "megaservice": {"port": mega, "endpoint": "/v1/chatqna", "protocol": "chat"},
+        "megaservice": {"port": mega, "endpoint": "/v1/chatqna", "protocol": "chat", "ui_port": ui},
         "services": [  # no flow: the default chain embedding → retriever → llm; dataprep sits beside it
             {"name": "embedding", "type": "embedding", "port": embedding},
             {"name": "retriever", "type": "retriever", "port": retriever},
@@ -94,15 +98,24 @@ class Documents:
     spec: dict[str, Any]
     compose: ComposeProject
     client: httpx.Client
+    nginx_port: int
 
     def port(self, service: str) -> int:
-        if service == "megaservice":
-            return self.spec["megaservice"]["port"]
+        """A service's own port (compose.ports.yaml publishes it on 127.0.0.1)."""
+        if service in ("megaservice", "ui"):
+            return self.spec["megaservice"]["port" if service == "megaservice" else "ui_port"]
+        if service == "nginx":
+            return self.nginx_port
         return next(entry["port"] for entry in self.spec["services"] if entry["name"] == service)
 
     @property
+    def front_door(self) -> str:
+        return f"http://127.0.0.1:{self.nginx_port}"
+
+    @property
     def dataprep(self) -> str:
-        return f"http://127.0.0.1:{self.port('dataprep')}/v1/dataprep"
+        """dataprep's API through the front door (nginx routes /v1/dataprep/ to it)."""
+        return f"{self.front_door}/v1/dataprep"
 
     def ingest(self, *files: tuple[str, str | bytes]) -> httpx.Response:
         parts = [("files", (name, content.encode() if isinstance(content, str) else content, "text/markdown"))
@@ -118,7 +131,7 @@ class Documents:
         return self.client.post(f"{self.dataprep}/delete", json={"file_path": name})
 
     def ask(self, question: str = QUESTION) -> str:
-        url = f"http://127.0.0.1:{self.port('megaservice')}{self.spec['megaservice']['endpoint']}"
+        url = f"{self.front_door}{self.spec['megaservice']['endpoint']}"
         answer = self.client.post(url, json={"messages": [{"role": "user", "content": question}], "stream": False})
         assert answer.status_code == 200, answer.text
         return answer.json()["choices"][0]["message"]["content"]
@@ -202,18 +215,21 @@ def documents(request, rendered, docker_engine: Engine, client: httpx.Client,
     copy of it (same build context, so the same images) with `.env` from `.env.example`, filled in."""
     spec, directory = rendered
     profiles: tuple[str, ...] = ()
+    nginx_port = free_ports(1)[0]
+    front_door = {"NGINX_PORT": str(nginx_port), "COMPOSE_FILE": "compose.yaml:compose.ports.yaml"}
     if request.param == "sqlite":
         assert "\nVECTOR_STORE=\n" in (directory / ".env.example").read_text()
+        write_env(directory, front_door)
     else:
         image = request.getfixturevalue("pgvector_image")
         copy = tmp_path_factory.mktemp("documents-pgvector") / directory.name
         shutil.copytree(directory, copy, symlinks=True)
         directory = copy
-        write_env(directory, {"VECTOR_STORE": "pgvector", "POSTGRES_PASSWORD": secrets.token_hex(16),
+        write_env(directory, {**front_door, "VECTOR_STORE": "pgvector", "POSTGRES_PASSWORD": secrets.token_hex(16),
                               "PGVECTOR_IMAGE": image})
         profiles = ("pgvector",)
     project = Documents(request.param, spec, ProfiledProject(docker_engine, directory, f"t-docs-{request.param}",
-                                                             profiles), client)
+                                                             profiles), client, nginx_port)
     try:
         started = time.monotonic()
         project.compose.up(wait_timeout=UP_TIMEOUT, build=True)
@@ -228,7 +244,7 @@ def documents(request, rendered, docker_engine: Engine, client: httpx.Client,
 
 def test_every_container_is_healthy_and_uses_the_store(documents: Documents):
     containers = documents.ps()
-    expected = {"embedding", "retriever", "llm", "dataprep", "megaservice"} | (
+    expected = {"embedding", "retriever", "llm", "dataprep", "megaservice", "ui", "nginx"} | (
         {"pgvector"} if documents.store == "pgvector" else set())
     assert set(containers) == expected, containers
     for name, entry in containers.items():
@@ -236,6 +252,9 @@ def test_every_container_is_healthy_and_uses_the_store(documents: Documents):
         published = {(publisher["URL"], publisher["PublishedPort"])
                      for publisher in entry["Publishers"] if publisher["PublishedPort"]}
         assert published == (set() if name == "pgvector" else {("127.0.0.1", documents.port(name))}), (name, entry)
+    page = documents.client.get(f"{documents.front_door}/documents")  # the UI's page, through the front door
+    assert page.status_code == 200, page.text
+    assert documents.spec["name"] in page.text
     if documents.store == "pgvector":  # the stand-in runs its server as the official image does: not root
         assert documents.exec("pgvector", "id", "-u") == "999"
     store = PGVECTOR_STORE if documents.store == "pgvector" else SQLITE_STORE

@@ -3,13 +3,18 @@
 Four projects: a ChatQnA-shaped chat pipeline (embedding → retriever → rerank
 → llm) and a raw pipeline (a guardrail fanning out to a generated pass-through
 and to a service that runs a "published" image), each on both runtimes. For
-each: `docker compose up --build --wait`, every container healthy and
-published on 127.0.0.1 only, generated containers not root, requests through
-the megaservice on 127.0.0.1 (chat whole and streamed; raw outputs keyed by
-node, a blocked request pruned by the guardrail), the image sizes against the
-base, `down -v`. Then the project's own checks against this engine, each
-project running one of its two (tests/test_compose.sh, tests/test_docker.py)
-so both run on both runtimes.
+each: `docker compose up --build --wait`, every container healthy (the web UI
+and the nginx front door too), generated containers not root, requests through
+the front door on 127.0.0.1:NGINX_PORT (chat whole and streamed, the stream
+arriving in several pieces through nginx; raw outputs keyed by node, a blocked
+request pruned by the guardrail), the UI's home page at / naming the project,
+the image sizes against the base, `down -v`. Two of the projects run as
+generated (compose.yaml alone: only nginx is published, on 127.0.0.1), the
+other two with compose.ports.yaml too (COMPOSE_FILE in .env: every service on
+127.0.0.1 at its own port), where the megaservice is also called directly.
+Then the project's own checks against this engine, each project running one
+of its two (tests/test_compose.sh, tests/test_docker.py) so both run on both
+runtimes.
 
 Builds stay few: the chat projects of the two runtimes share their
 microservices' dependency layers, and every megaservice of a runtime shares its
@@ -44,14 +49,21 @@ PROJECTS = [("chat", "lite"), ("chat", "comps"), ("raw", "lite"), ("raw", "comps
 # Which of its own checks each project runs (both checks on both runtimes and both protocols).
 OWN_CHECK = {("chat", "lite"): "test_compose.sh", ("chat", "comps"): "test_docker.py",
              ("raw", "lite"): "test_docker.py", ("raw", "comps"): "test_compose.sh"}
+# Which projects run with compose.ports.yaml too (each protocol and each runtime both ways).
+WITH_PORTS = {("chat", "lite"): False, ("chat", "comps"): True, ("raw", "lite"): True, ("raw", "comps"): False}
+PORTS_FILES = "compose.yaml:compose.ports.yaml"
+# The chat projects' llm stub waits this long between tokens (an override file of the test's own), so a
+# stream lasts long enough for buffering on the way to show.
+TOKEN_DELAY = 0.02
+TOKEN_DELAY_FILE = "compose.token-delay.yaml"
 
 
 def chat_spec(name: str) -> dict[str, Any]:
-    embedding, retriever, rerank, llm, mega = free_ports(5)
+    embedding, retriever, rerank, llm, mega, ui = free_ports(6)
     return {
         "name": name,
         "description": "ChatQnA-shaped pipeline of the docker tier.",
-        "megaservice": {"port": mega, "endpoint": "/v1/chatqna", "protocol": "chat"},
+        "megaservice": {"port": mega, "endpoint": "/v1/chatqna", "protocol": "chat", "ui_port": ui},
         "services": [
             {"name": "embedding", "type": "embedding", "port": embedding},
             {"name": "retriever", "type": "retriever", "port": retriever},
@@ -62,10 +74,10 @@ def chat_spec(name: str) -> dict[str, Any]:
 
 
 def raw_spec(name: str) -> dict[str, Any]:
-    guard, echo, published, mega = free_ports(4)
+    guard, echo, published, mega, ui = free_ports(5)
     return {
         "name": name,
-        "megaservice": {"port": mega, "endpoint": "/v1/process", "protocol": "raw"},
+        "megaservice": {"port": mega, "endpoint": "/v1/process", "protocol": "raw", "ui_port": ui},
         "services": [
             {"name": "guard", "type": "guardrail", "port": guard},
             {"name": "echo_service", "type": "undefined", "port": echo, "endpoint": "/v1/echo"},
@@ -88,6 +100,30 @@ def generate(spec: dict[str, Any], directory: Path, runtime: str) -> Path:
     return output
 
 
+def write_dotenv(directory: Path, nginx_port: int, *, ports: bool, token_delay: bool = False,
+                 **settings: str) -> None:
+    """The project's .env: its front door on a free port, compose.ports.yaml added when `ports`, the llm stub's
+    token delay when `token_delay`."""
+    files = PORTS_FILES if ports else "compose.yaml"
+    if token_delay:
+        (directory / TOKEN_DELAY_FILE).write_text(
+            f'services:\n  llm:\n    environment:\n      LLM_STUB_TOKEN_DELAY: "{TOKEN_DELAY}"\n')
+        files += f":{TOKEN_DELAY_FILE}"
+    lines = [f"NGINX_PORT={nginx_port}", f"COMPOSE_FILE={files}",
+             *(f"{key}={value}" for key, value in settings.items())]
+    (directory / ".env").write_text("\n".join(lines) + "\n")
+
+
+def read_stream(response: httpx.Response) -> tuple[str, list[float]]:
+    """A streamed answer's text and when each piece of it arrived (reads of the socket that brought bytes)."""
+    pieces, arrivals = [], []
+    for piece in response.iter_raw():
+        if piece:
+            pieces.append(piece)
+            arrivals.append(time.monotonic())
+    return b"".join(pieces).decode(), arrivals
+
+
 @dataclass
 class Generated:
     """A generated project running on the engine."""
@@ -97,6 +133,8 @@ class Generated:
     spec: dict[str, Any]
     directory: Path
     compose: ComposeProject
+    nginx_port: int
+    with_ports: bool  # compose.ports.yaml too
 
     @property
     def engine(self) -> Engine:
@@ -104,12 +142,22 @@ class Generated:
 
     @property
     def mega_url(self) -> str:
+        """The pipeline's endpoint on the megaservice's own port (published by compose.ports.yaml only)."""
         return f"http://127.0.0.1:{self.spec['megaservice']['port']}{self.spec['megaservice']['endpoint']}"
 
+    @property
+    def front_door(self) -> str:
+        return f"http://127.0.0.1:{self.nginx_port}"
+
+    @property
+    def front_url(self) -> str:
+        """The pipeline's endpoint through the front door."""
+        return f"{self.front_door}{self.spec['megaservice']['endpoint']}"
+
     def ports(self) -> dict[str, int]:
-        """Compose service name -> the port the spec gave it (published on the same number)."""
+        """Compose service name -> the port the spec gave it (compose.ports.yaml publishes it on the same number)."""
         ports = {service["name"].replace("_", "-"): service["port"] for service in self.spec["services"]}
-        return {**ports, "megaservice": self.spec["megaservice"]["port"]}
+        return {**ports, "megaservice": self.spec["megaservice"]["port"], "ui": self.spec["megaservice"]["ui_port"]}
 
     def generated_services(self) -> list[dict[str, Any]]:
         return [service for service in self.spec["services"] if not service.get("image")]
@@ -152,7 +200,10 @@ def generated(request, docker_engine: Engine, tmp_path_factory) -> Iterator[Gene
         request.getfixturevalue("published_image")
     spec = (chat_spec if protocol == "chat" else raw_spec)(name)
     directory = generate(spec, tmp_path_factory.mktemp(name), runtime)
-    project = Generated(protocol, runtime, spec, directory, ComposeProject(docker_engine, directory, f"t-{name}"))
+    nginx_port, with_ports = free_ports(1)[0], WITH_PORTS[(protocol, runtime)]
+    write_dotenv(directory, nginx_port, ports=with_ports, token_delay=protocol == "chat")
+    project = Generated(protocol, runtime, spec, directory, ComposeProject(docker_engine, directory, f"t-{name}"),
+                        nginx_port, with_ports)
     try:
         started = time.monotonic()
         project.compose.up(wait_timeout=300, build=True)
@@ -171,19 +222,26 @@ def client() -> Iterator[httpx.Client]:
 # ---------------------------------------------------------------- running
 
 
-def test_every_service_is_healthy_and_published_on_localhost_only(generated: Generated):
+def test_every_service_is_healthy_and_only_the_front_door_is_published_on_localhost(generated: Generated):
+    """compose.yaml alone: nginx on 127.0.0.1:NGINX_PORT and no other host port; with compose.ports.yaml,
+    every other service on 127.0.0.1 at its own port too."""
     containers = {entry["Service"]: entry for entry in generated.ps()}
-    assert set(containers) == set(generated.ports()), containers
+    assert set(containers) == {*generated.ports(), "nginx"}, containers
     for name, entry in containers.items():
         assert (entry["State"], entry["Health"]) == ("running", "healthy"), (name, entry)
         published = {(publisher["URL"], publisher["PublishedPort"], publisher["TargetPort"])
                      for publisher in entry["Publishers"] if publisher["PublishedPort"]}
-        port = generated.ports()[name]
-        assert published == {("127.0.0.1", port, port)}, (name, entry["Publishers"])
+        if name == "nginx":
+            expected = {("127.0.0.1", generated.nginx_port, 80)}
+        else:
+            port = generated.ports()[name]
+            expected = {("127.0.0.1", port, port)} if generated.with_ports else set()
+        assert published == expected, (name, entry["Publishers"])
 
 
 def test_generated_containers_run_as_a_non_root_user(generated: Generated):
-    for name in [service["name"].replace("_", "-") for service in generated.generated_services()] + ["megaservice"]:
+    for name in [service["name"].replace("_", "-") for service in generated.generated_services()] + ["megaservice",
+                                                                                                    "ui"]:
         assert generated.exec(name, "python", "-c", "import os; print(os.getuid())") != "0", name
 
 
@@ -216,35 +274,65 @@ def test_the_megaservice_image_carries_its_runtime(generated: Generated):
     assert version == ("1.5" if generated.runtime == "comps" else "none")
 
 
-def test_requests_through_the_megaservice(generated: Generated, client: httpx.Client):
-    if generated.protocol == "chat":
-        answer = client.post(generated.mega_url, json={"messages": [{"role": "user", "content": QUESTION}]})
-        assert answer.status_code == 200, answer.text
-        completion = answer.json()
-        assert completion["object"] == "chat.completion"
-        content = completion["choices"][0]["message"]["content"]
-        assert "OPEA" in content, content  # the extractive stub answered from the retrieved documents
+def test_requests_through_the_front_door(generated: Generated, client: httpx.Client):
+    """nginx routes the pipeline's endpoint to the megaservice, unbuffered; with compose.ports.yaml the megaservice
+    answers the same on its own port."""
+    urls = [generated.front_url] + ([generated.mega_url] if generated.with_ports else [])
+    for url in urls:
+        if generated.protocol == "chat":
+            answer = client.post(url, json={"messages": [{"role": "user", "content": QUESTION}]})
+            assert answer.status_code == 200, answer.text
+            completion = answer.json()
+            assert completion["object"] == "chat.completion"
+            content = completion["choices"][0]["message"]["content"]
+            assert "OPEA" in content, content  # the extractive stub answered from the retrieved documents
 
-        with client.stream("POST", generated.mega_url, json={"messages": QUESTION, "stream": True}) as streamed:
-            assert streamed.status_code == 200
-            assert streamed.headers["content-type"].startswith("text/event-stream")
-            text = streamed.read().decode()
-        events = [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
-        assert events[-1] == "[DONE]", text
-        pieces = [json.loads(event)["choices"][0]["delta"].get("content") or "" for event in events[:-1]]
-        assert len([piece for piece in pieces if piece]) > 1  # token by token, through every hop
-        assert "".join(pieces).split() == content.split()
-    else:
-        answer = client.post(generated.mega_url, json={"text": "hello"})
-        assert answer.status_code == 200, answer.text
-        # two terminal nodes: keyed by node name; the published image answers under its own service name
-        assert answer.json() == {
-            "echo_service": {"text": "hello", "blocked": False, "trace": ["echo_service"]},
-            "published_echo": {"text": "hello", "blocked": False, "trace": ["echo"]},
-        }
-        refused = client.post(generated.mega_url, json={"text": BLOCKED})
-        assert refused.status_code == 200, refused.text
-        assert refused.json()["blocked"] is True and "trace" not in refused.json()  # the guardrail stopped it
+            with client.stream("POST", url, json={"messages": QUESTION, "stream": True}) as streamed:
+                assert streamed.status_code == 200
+                assert streamed.headers["content-type"].startswith("text/event-stream")
+                text, arrivals = read_stream(streamed)
+            events = [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
+            assert events[-1] == "[DONE]", text
+            pieces = [json.loads(event)["choices"][0]["delta"].get("content") or "" for event in events[:-1]]
+            assert len([piece for piece in pieces if piece]) > 1  # token by token, through every hop
+            assert "".join(pieces).split() == content.split()
+            # unbuffered: the pieces came as the stub made them, over the time it took (TOKEN_DELAY apart)
+            spread = arrivals[-1] - arrivals[0]
+            assert len(arrivals) > len(pieces) // 2, f"the stream through {url} arrived in {len(arrivals)} pieces"
+            assert spread >= TOKEN_DELAY * (len(pieces) - 2) / 2, (url, spread, len(pieces))
+            generated.engine.notes.append(f"{generated.protocol}-{generated.runtime}: stream through {url}: "
+                                          f"{len(events)} events in {len(arrivals)} pieces over {spread:.2f}s")
+        else:
+            answer = client.post(url, json={"text": "hello"})
+            assert answer.status_code == 200, answer.text
+            # two terminal nodes: keyed by node name; the published image answers under its own service name
+            assert answer.json() == {
+                "echo_service": {"text": "hello", "blocked": False, "trace": ["echo_service"]},
+                "published_echo": {"text": "hello", "blocked": False, "trace": ["echo"]},
+            }
+            refused = client.post(url, json={"text": BLOCKED})
+            assert refused.status_code == 200, refused.text
+            assert refused.json()["blocked"] is True and "trace" not in refused.json()  # the guardrail stopped it
+
+
+def test_the_front_door_serves_the_web_ui(generated: Generated, client: httpx.Client):
+    """/ (and everything nginx does not route elsewhere) is the ui service: its home page names the project, its
+    API describes the pipeline, and the megaservice's own routes it proxies answer through it."""
+    home = client.get(f"{generated.front_door}/")
+    assert home.status_code == 200, home.text
+    assert home.headers["content-type"].startswith("text/html")
+    assert generated.spec["name"] in home.text
+    pipeline = client.get(f"{generated.front_door}/ui/api/pipeline")
+    assert pipeline.status_code == 200, pipeline.text
+    assert pipeline.json()["name"] == generated.spec["name"]
+    assert pipeline.json()["endpoint"] == generated.spec["megaservice"]["endpoint"]
+    services = client.get(f"{generated.front_door}/v1/services")  # the UI's proxy to the megaservice
+    assert services.status_code == 200, services.text
+    assert {entry["name"] for entry in services.json()["services"]} == {
+        service["name"] for service in generated.spec["services"]}
+    page = "/chat" if generated.protocol == "chat" else "/raw"
+    assert client.get(f"{generated.front_door}{page}").status_code == 200
+    assert client.get(f"{generated.front_door}/healthz").text == "ok\n"  # nginx's own
 
 
 def test_image_sizes(generated: Generated):
@@ -287,11 +375,12 @@ def test_the_comps_megaservice_builds_on_opea_comps_base(docker_engine: Engine, 
     docker_engine.docker("build", "--quiet", "--tag", COMPS_BASE, str(tmp_path / "comps-base"), timeout=900)
     spec = chat_spec("chat-comps-base")
     directory = generate(spec, tmp_path / "projects", "comps")
-    (directory / ".env").write_text(f"MEGASERVICE_BASE_IMAGE={COMPS_BASE}\n")
+    nginx_port = free_ports(1)[0]
+    write_dotenv(directory, nginx_port, ports=False, MEGASERVICE_BASE_IMAGE=COMPS_BASE)
     project = compose_project(directory)
     project.up(wait_timeout=300, build=True)
 
-    url = f"http://127.0.0.1:{spec['megaservice']['port']}{spec['megaservice']['endpoint']}"
+    url = f"http://127.0.0.1:{nginx_port}{spec['megaservice']['endpoint']}"  # through the front door
     with httpx.Client(timeout=120, trust_env=False) as client:
         answer = client.post(url, json={"messages": QUESTION})
     assert answer.status_code == 200, answer.text

@@ -27,13 +27,14 @@ from opea_new import __version__
 from tests.conftest import build_context, tool
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "compose"
-OWNED_FILES = {".copier-answers.compose.yml", "compose.yaml", ".env.example", "set_env.sh", "tests/test_compose.sh",
+OWNED_FILES = {".copier-answers.compose.yml", "compose.yaml", "compose.ports.yaml", "deploy/nginx/default.conf",
+               ".env.example", "set_env.sh", "tests/test_compose.sh",
                "requirements-chart.txt", "tests/chart/chart_checks.py", "tests/chart/test_chart.py"}
 # The Helm chart, in deploy/helm/<DNS name of the project>/ (tests/templates/test_helm_chart.py checks what it holds).
 CHART_FILES = {"Chart.yaml", "values.yaml", "values-gaudi.yaml", ".helmignore",
                "templates/_helpers.tpl", "templates/_workload.tpl", "templates/deployments.yaml",
                "templates/services.yaml", "templates/hpa.yaml", "templates/pdb.yaml", "templates/NOTES.txt",
-               "templates/tests/test-megaservice.yaml"}
+               "templates/ingress.yaml", "templates/tests/test-megaservice.yaml"}
 PUBLISH = "${PUBLISH_ADDRESS:-127.0.0.1}"
 INTERPOLATED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 PROXY_ARGS = {"http_proxy": "${http_proxy:-}", "https_proxy": "${https_proxy:-}", "no_proxy": "${no_proxy:-}"}
@@ -91,6 +92,7 @@ UNDERSCORES = answers("my_app", [
 ONLY_IMAGES = answers("images", [
     service("llm", "llm", 9000, "/v1/chat/completions", image="opea/llm-textgen:1.5"),
 ], protocol="raw")
+ONLY_IMAGES["megaservice"].update(ui=False)  # `megaservice.ui: false`: no UI, the front door's / is the megaservice
 
 CHATQNA_REAL = answers("chatqna-real", [
     server_node("tei-embedding", "embedding", 6006, "/embed", "tei", "BAAI/bge-base-en-v1.5"),
@@ -118,7 +120,7 @@ ANSWER_SETS = {
     "documents": DOCUMENTS,
     "tgi": TGI,
     "old_answers": OLD_ANSWERS,
-    "chain": CHAIN,
+    "chain": {**CHAIN, "megaservice": {**CHAIN["megaservice"], "ui": True, "ui_port": 5273}},
     "fan_in": FAN_IN,
     "image_service": IMAGE_SERVICE,
     "underscores": UNDERSCORES,
@@ -221,13 +223,23 @@ def test_compose_spec_schema_passes(rendered):
 # ---------------------------------------------------------------- compose.yaml contracts
 
 
+def has_ui(data: dict[str, Any]) -> bool:
+    return data["megaservice"].get("ui", True)
+
+
+def ui_port(data: dict[str, Any]) -> int:
+    return data["megaservice"].get("ui_port", 5173)
+
+
 def test_every_service_has_a_python_healthcheck_on_its_own_port(rendered):
     data, project = rendered
     services = compose_file(project)["services"]
     ports = {dns(s["name"]): s["port"] for s in data["services"]}
     ports["megaservice"] = data["megaservice"]["port"]
+    if has_ui(data):
+        ports["ui"] = ui_port(data)
     store = {"pgvector"} if data.get("documents") else set()  # the documents' server (profile pgvector)
-    assert set(services) == set(ports) | store
+    assert set(services) == set(ports) | store | {"nginx"}
     servers = {dns(s["name"]) for s in data["services"] if s.get("server")}
     for name, definition in services.items():
         check = definition["healthcheck"]
@@ -235,35 +247,87 @@ def test_every_service_has_a_python_healthcheck_on_its_own_port(rendered):
         if name in store:  # PostgreSQL's own probe, which the pgvector image carries
             assert check["test"] == ["CMD", "pg_isready", "-U", "opea", "-d", "vectordb"]
             continue
+        if name == "nginx":  # the front door's own route, probed with curl (Debian images) or wget (Alpine)
+            assert check["test"][0] == "CMD-SHELL" and "http://127.0.0.1/healthz" in check["test"][1]
+            continue
         if name in servers:  # a model server: its own /health, probed with the curl its image carries
             assert check["test"] == ["CMD", "curl", "-f", f"http://127.0.0.1:{ports[name]}/health"], name
             continue
         assert check["test"][:3] == ["CMD", "python", "-c"], name
         # the megaservice is healthy when it is ready (every node answers); a service when it is alive
-        path = "/v1/health/ready" if name == "megaservice" else "/v1/health_check"
+        path = {"megaservice": "/v1/health/ready", "ui": "/v1/health"}.get(name, "/v1/health_check")
         assert check["test"][-1] == f"http://127.0.0.1:{ports[name]}{path}", name
         assert {"interval", "timeout", "retries", "start_period"} <= set(check), name
-        assert definition["restart"] == "unless-stopped", name
 
 
-def test_every_port_is_published_on_the_publish_address(rendered):
+def test_only_the_front_door_is_published_and_every_node_scales(rendered):
     data, project = rendered
     services = compose_file(project)["services"]
+    assert services["nginx"]["ports"] == [f"{PUBLISH}:${{NGINX_PORT:-80}}:80"]
+    assert [name for name, definition in services.items() if "ports" in definition] == ["nginx"]
     for spec in data["services"]:
-        port = spec["port"]
-        assert services[dns(spec["name"])]["ports"] == [f"{PUBLISH}:{port}:{port}"]
-    mega_port = data["megaservice"]["port"]
-    assert services["megaservice"]["ports"] == [f"{PUBLISH}:{mega_port}:{mega_port}"]
+        variable = dns(spec["name"]).replace("-", "_").upper() + "_REPLICAS"
+        assert services[dns(spec["name"])]["deploy"] == {"replicas": f"${{{variable}:-1}}"}, spec["name"]
+    assert "container_name" not in (project / "compose.yaml").read_text()  # compose refuses it with replicas
+
+
+def test_compose_ports_publishes_every_service_on_its_own_port(rendered):
+    data, project = rendered
+    published = yaml.safe_load((project / "compose.ports.yaml").read_text())["services"]
+    expected = {dns(spec["name"]): spec["port"] for spec in data["services"]}
+    expected["megaservice"] = data["megaservice"]["port"]
+    if has_ui(data):
+        expected["ui"] = ui_port(data)
+    assert {name: definition["ports"] for name, definition in published.items()} == {
+        name: [f"{PUBLISH}:{port}:{port}"] for name, port in expected.items()}
 
 
 def test_ports_bind_localhost_unless_publish_address_is_set(rendered):
     _, project = rendered
-    config = [compose_binary(), "config", "--format", "json"]
+    config = [compose_binary(), "-f", "compose.yaml", "-f", "compose.ports.yaml", "config", "--format", "json"]
     for environment, expected in (({}, "127.0.0.1"), ({"PUBLISH_ADDRESS": "0.0.0.0"}, "0.0.0.0")):
         result = run(config, project, environment, unset=("PUBLISH_ADDRESS",))
         assert result.returncode == 0, result.stderr
         for name, definition in json.loads(result.stdout)["services"].items():
+            if name == "pgvector":  # the documents' server is never published
+                assert "ports" not in definition
+                continue
             assert {port["host_ip"] for port in definition["ports"]} == {expected}, name
+
+
+def test_replicas_come_from_the_environment(rendered):
+    data, project = rendered
+    node = dns(data["services"][0]["name"])
+    variable = node.replace("-", "_").upper() + "_REPLICAS"
+    result = run([compose_binary(), "config", "--format", "json"], project, {variable: "3"})
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services[node]["deploy"]["replicas"] == 3
+    assert services["megaservice"]["deploy"]["replicas"] == 1
+
+
+def test_the_front_door_routes_in_opeas_shape(rendered):
+    data, project = rendered
+    conf = (project / "deploy" / "nginx" / "default.conf").read_text()
+    assert "resolver 127.0.0.11" in conf  # Docker's DNS, re-asked: replicas and restarted containers are followed
+    mega = data["megaservice"]
+    routes = dict(re.findall(r"location (?:= )?(\S+) \{\s*(?:#[^\n]*\s*)?proxy_pass http://\$(\w+);", conf))
+    assert routes[mega["endpoint"]] == "megaservice"
+    assert routes["/"] == ("ui" if has_ui(data) else "megaservice")
+    documents = data.get("documents") or []
+    assert ("/v1/dataprep/" in routes) == bool(documents)
+    if documents:
+        assert routes["/v1/dataprep/"] == dns(documents[0]).replace("-", "_")
+    assert (routes.get("/v1/chat/completions") == "megaservice") == (mega["protocol"] == "chat")
+    endpoint_block = conf[conf.index(f"location = {mega['endpoint']} {{"):]
+    assert "proxy_buffering off;" in endpoint_block[:endpoint_block.index("}")]  # streams are not held back
+    nginx = shutil.which("nginx")
+    if nginx:  # nginx's own parser (CI installs Debian's nginx-light)
+        wrapper = project.parent / f"{project.name}-nginx.conf"
+        wrapper.write_text(f"pid {project.parent}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+                           f"http {{ include {project}/deploy/nginx/default.conf; }}\n")
+        result = run([nginx, "-t", "-q", "-c", str(wrapper), "-p", str(project.parent)], project)
+        assert result.returncode == 0, result.stderr
 
 
 def test_images_and_builds(rendered):
@@ -300,9 +364,12 @@ def test_no_image_the_project_builds_wears_opea_names(rendered):
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     published = {dns(s["name"]): s["image"] for s in data["services"] if s["image"]}
+    published["nginx"] = "nginx:1.27-alpine"
     for name, definition in services.items():
         if name in published:
             assert definition["image"] == published[name] and "build" not in definition, name
+        elif name == "ui":  # the megaservice's image, serving the pages instead
+            assert definition["image"] == services["megaservice"]["image"] and "build" not in definition
         else:
             assert "build" in definition, name
             assert not definition["image"].startswith("opea/"), name
@@ -319,9 +386,12 @@ def test_registry_and_tag_override_the_built_images_only(rendered):
     published = {dns(s["name"]): s["image"] for s in data["services"] if s["image"]}
     project_name = dns(data["name"])
     assert services["megaservice"]["image"] == f"registry.example.com/team/{project_name}:1.2"
+    published["nginx"] = "nginx:1.27-alpine"
     for name, definition in services.items():
         if name in published:
             assert definition["image"] == published[name], name
+        elif name == "ui":
+            assert definition["image"] == f"registry.example.com/team/{project_name}:1.2"
         elif name != "megaservice":
             assert definition["image"] == f"registry.example.com/team/{project_name}-{name}:1.2", name
 
@@ -428,7 +498,7 @@ def test_every_service_carries_proxies_and_no_proxy_lists_every_service(rendered
     services = compose_file(project)["services"]
     names = {"megaservice", "localhost", "127.0.0.1"} | {dns(s["name"]) for s in data["services"]}
     for name, definition in services.items():
-        if name == "pgvector":  # a database: it calls nothing, so it needs no proxy
+        if name in ("pgvector", "nginx"):  # a database calls nothing; the front door only the project's services
             continue
         environment = definition["environment"]
         assert environment["http_proxy"] == "${http_proxy:-}", name
@@ -547,6 +617,10 @@ def test_compose_script_calls_every_generated_service_and_the_megaservice(render
     data, project = rendered
     text = (project / "tests" / "test_compose.sh").read_text()
     urls = re.findall(r"https?://[^\s'\"]+", text)
+    front_door = {url for url in urls if url.startswith("http://$address")}  # `compose port nginx 80`: 127.0.0.1
+    assert front_door == ({"http://$address", "http://$address/"} if has_ui(data) else {"http://$address"})
+    assert "address=$(compose port nginx 80)" in text
+    urls = [url for url in urls if url not in front_door]
     assert urls and all(url.startswith("http://127.0.0.1:") for url in urls)
     for spec in data["services"]:
         url = f"http://127.0.0.1:{spec['port']}{spec['endpoint']}"
@@ -569,8 +643,9 @@ EXPECTED_BODIES = {
 
 FAKE_COMPOSE = """#!/usr/bin/env bash
 if [ "$1" = --no-such-option ]; then exit 1; fi
-echo "$*" >> "$CALLS"
+echo "$COMPOSE_FILE: $*" >> "$CALLS"
 if [ "$1" = logs ]; then echo "LOGS OF ${@: -1}"; fi
+if [ "$1" = port ]; then echo "$FRONT_DOOR"; fi
 """
 
 
@@ -580,8 +655,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def answering_server(body: dict[str, Any]) -> ThreadingHTTPServer:
+def answering_server(body: dict[str, Any], page: str = "") -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            payload = page.encode()
+            self.send_response(200 if page else 404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         def do_POST(self):  # noqa: N802 (http.server's naming)
             json.loads(self.rfile.read(int(self.headers["Content-Length"])))  # the script sent JSON
             payload = json.dumps(body).encode()
@@ -607,6 +690,9 @@ def run_compose_script(tmp_path: Path, broken: str | None = None) -> tuple[subpr
     servers = {kind: answering_server({} if kind == broken else EXPECTED_BODIES[kind]) for kind in kinds}
     servers["passthrough"] = answering_server({"text": "hello", "trace": ["echo_service"]})
     mega = answering_server(EXPECTED_BODIES["chat"])
+    front_door = answering_server({} if broken == "nginx" else EXPECTED_BODIES["chat"],
+                                  page="<title>scripted</title>")
+    servers["front door"] = front_door
     services = [service(kind, kind, servers[kind].server_address[1], f"/v1/{kind}") for kind in kinds]
     echo_port = servers["passthrough"].server_address[1]
     services.append(service("echo_service", "undefined", echo_port, "/v1/echo"))
@@ -618,7 +704,9 @@ def run_compose_script(tmp_path: Path, broken: str | None = None) -> tuple[subpr
     fake.chmod(0o755)
     calls = tmp_path / "calls"
     try:
-        environment = {**os.environ, "COMPOSE": str(fake), "CALLS": str(calls)}
+        environment = {**os.environ, "COMPOSE": str(fake), "CALLS": str(calls),
+                       "FRONT_DOOR": f"127.0.0.1:{front_door.server_address[1]}"}
+        environment.pop("COMPOSE_FILE", None)
         result = subprocess.run(["bash", "tests/test_compose.sh"], cwd=project, env=environment,
                                 capture_output=True, text=True, timeout=120)
     finally:
@@ -631,14 +719,17 @@ def run_compose_script(tmp_path: Path, broken: str | None = None) -> tuple[subpr
 def test_compose_script_passes_when_every_service_answers(tmp_path):
     result, calls = run_compose_script(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert calls.splitlines() == [
+    every_port = "compose.yaml:compose.ports.yaml: "  # every service published on its own port, for this check
+    assert calls.splitlines() == [every_port + call for call in (
         "config -q",
         "build",
         "up -d --wait --wait-timeout 300",
         "ps",
+        "port nginx 80",
         "down -v --remove-orphans --timeout 10",
-    ]
-    assert result.stdout.count("OK:") == 7  # six generated services and the megaservice
+    )]
+    # six generated services, the megaservice, and through the front door the pipeline and the UI's page
+    assert result.stdout.count("OK:") == 9
 
 
 def test_compose_script_fails_dumps_logs_and_still_stops_on_a_wrong_answer(tmp_path):
@@ -646,7 +737,14 @@ def test_compose_script_fails_dumps_logs_and_still_stops_on_a_wrong_answer(tmp_p
     assert result.returncode != 0
     assert 'does not contain "documents"' in result.stdout
     assert "LOGS OF rerank" in result.stdout
-    assert calls.splitlines()[-1] == "down -v --remove-orphans --timeout 10"
+    assert calls.splitlines()[-1].endswith(": down -v --remove-orphans --timeout 10")
+
+
+def test_compose_script_fails_when_the_front_door_does_not_reach_the_pipeline(tmp_path):
+    result, calls = run_compose_script(tmp_path, broken="nginx")
+    assert result.returncode != 0
+    assert "[ front door ] FAILED" in result.stdout and "LOGS OF nginx" in result.stdout
+    assert calls.splitlines()[-1].endswith(": down -v --remove-orphans --timeout 10")
 
 
 def test_compose_script_refuses_a_compose_that_hides_failures(tmp_path):
@@ -717,10 +815,13 @@ def test_whole_project_every_service_has_a_healthcheck_and_publishes_on_localhos
     result = run([compose_binary(), "config", "--format", "json"], project, unset=("PUBLISH_ADDRESS",))
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert set(services) == {dns(s["name"]) for s in data["services"]} | {"megaservice"}
+    assert set(services) == {dns(s["name"]) for s in data["services"]} | {"megaservice", "ui", "nginx"}
+    assert [port["host_ip"] for port in services.pop("nginx")["ports"]] == ["127.0.0.1"]  # the one published
     for name, definition in services.items():
         assert definition["healthcheck"]["test"][:3] == ["CMD", "python", "-c"], name
-        assert {port["host_ip"] for port in definition["ports"]} == {"127.0.0.1"}, name
+        assert "ports" not in definition, name
+    assert services["ui"]["depends_on"] == {"megaservice": {"condition": "service_started", "required": True}}
+    del services["ui"]
     assert set(services["megaservice"]["depends_on"]) == set(services) - {"megaservice"}
     assert {d["condition"] for d in services["megaservice"]["depends_on"].values()} == {"service_healthy"}
 
@@ -778,7 +879,9 @@ def test_whole_project_build_contexts_hold_what_dockerfiles_copy(whole_project):
     assert f"vendor/opea_new_runtime-{__version__}-py3-none-any.whl" in context_files
     for name, definition in services.items():
         if "build" not in definition:
-            assert definition["image"] == next(s["image"] for s in data["services"] if dns(s["name"]) == name)
+            expected = {"ui": services["megaservice"]["image"], "nginx": "${NGINX_IMAGE:-nginx:1.27-alpine}"}
+            expected.update({dns(s["name"]): s["image"] for s in data["services"]})
+            assert definition["image"] == expected[name], name
             continue
         assert definition["build"]["context"] == ".", name
         context = project / definition["build"]["context"]

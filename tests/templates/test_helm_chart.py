@@ -110,12 +110,15 @@ def value_sets(chart: Path) -> dict[str, dict[str, Any]]:
         **{path.stem: checks.read_values(path) for path in checks.accelerator_files(chart)},
         "scaled": checks.scaled(chart),
         "secret": {"secrets": {"existingSecret": "app-secrets"}},
+        "front-door": FRONT_DOOR,
         "everything": checks.merge(checks.merge(checks.read_values(chart / "values-gaudi.yaml"), checks.scaled(chart)),
-                                   {"secrets": {"existingSecret": "app-secrets"}}),
+                                   {"secrets": {"existingSecret": "app-secrets"}, **FRONT_DOOR}),
     }
 
 
-VALUE_SETS = ("defaults", "values-gaudi", "scaled", "secret", "everything")
+FRONT_DOOR = {"ingress": {"enabled": True, "className": "nginx", "host": "chat.example.com",
+                          "tls": [{"secretName": "chat-tls", "hosts": ["chat.example.com"]}]}}
+VALUE_SETS = ("defaults", "values-gaudi", "scaled", "secret", "front-door", "everything")
 RELEASES = {"defaults": None, "secret": "prod"}  # None: the chart's name; "prod": a release that is not
 
 
@@ -168,7 +171,8 @@ def test_values_files_hold_no_secret(project):
 
 def test_what_is_rendered(rendered):
     pipeline, _, values, documents = rendered
-    components = len(pipeline.services) + 1
+    ui = 1 if pipeline.megaservice.ui_port else 0  # the web UI: a Deployment and its Service
+    components = len(pipeline.services) + 1 + ui
     kinds = [document["kind"] for document in documents]
     scaled = "autoscaling" in str(values)
     store = 1 if pipeline.documents else 0  # the pgvector server: a StatefulSet, its Service and its Secret
@@ -176,9 +180,10 @@ def test_what_is_rendered(rendered):
     assert kinds.count("StatefulSet") == kinds.count("Secret") == store
     assert kinds.count("HorizontalPodAutoscaler") == kinds.count("PodDisruptionBudget") == (components if scaled
                                                                                              else 0)
+    assert kinds.count("Ingress") == (1 if "ingress" in values else 0)
     assert len(checks.helm_tests(documents)) == 1
     assert set(kinds) <= {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Pod",
-                          "StatefulSet", "Secret"}
+                          "StatefulSet", "Secret", "Ingress"}
 
 
 # ---------------------------------------------------------------- the same pipeline as compose.yaml
@@ -244,12 +249,15 @@ def test_the_megaservice_finds_every_node_at_its_service(project):
 
 
 def test_probes_are_composes_healthchecks(project):
-    """Liveness on /v1/health_check; readiness where compose waits: /v1/health/ready for the megaservice."""
+    """Liveness on /v1/health_check; readiness where compose waits: /v1/health/ready for the megaservice,
+    /v1/health for the UI (which answers /v1/health_check too)."""
     _, folder = project
     documents = checks.render(checks.chart_dir(folder))
     compose = compose_of(folder)
     for key, service in compose.items():
         if service.get("profiles"):  # pgvector: compose's opt-in server, the chart's StatefulSet
+            continue
+        if key == "nginx":  # compose's front door; the chart's is an Ingress (test_the_ingress_routes_as_nginx)
             continue
         container = checks.deployment_of(documents, key)["spec"]["template"]["spec"]["containers"][0]
         healthcheck = re.search(r"http://127\.0\.0\.1:\d+(/\S*)", " ".join(service["healthcheck"]["test"])).group(1)
@@ -258,6 +266,9 @@ def test_probes_are_composes_healthchecks(project):
         assert container["startupProbe"]["httpGet"]["path"] == "/v1/health_check"
     megaservice = checks.deployment_of(documents, "megaservice")["spec"]["template"]["spec"]["containers"][0]
     assert megaservice["readinessProbe"]["httpGet"]["path"] == "/v1/health/ready"
+    if "ui" in compose:
+        ui = checks.deployment_of(documents, "ui")["spec"]["template"]["spec"]["containers"][0]
+        assert ui["readinessProbe"]["httpGet"] == {"path": "/v1/health", "port": "http"}
 
 
 def test_helm_test_sends_what_test_compose_sends(project):
@@ -297,10 +308,12 @@ def test_replicas_and_autoscaling(project):
     pipeline, folder = project
     chart = checks.chart_dir(folder)
     keys = [dns(service.name) for service in pipeline.services]
+    ui = bool(pipeline.megaservice.ui_port)
     documents = checks.render(chart, {"megaservice": {"replicas": 2}, "services": {key: {"replicas": 3}
-                                                                                    for key in keys}})
+                                                                                    for key in keys},
+                                      **({"ui": {"replicas": 4}} if ui else {})})
     assert {document["spec"]["replicas"] for document in checks.of_kind(documents, "Deployment").values()} == (
-        {2, 3})
+        {2, 3, 4} if ui else {2, 3})
     assert not checks.of_kind(documents, "HorizontalPodAutoscaler")
     one = keys[0]
     documents = checks.render(chart, {"services": {one: {"autoscaling": {"enabled": True, "maxReplicas": 7},
@@ -311,6 +324,179 @@ def test_replicas_and_autoscaling(project):
     assert hpa["spec"]["maxReplicas"] == 7 and pdb["spec"] == {"minAvailable": 1, "selector": pdb["spec"]["selector"]}
     assert "replicas" not in checks.deployment_of(documents, one)["spec"]
     assert checks.semantic_problems(documents) == []
+
+
+def test_each_components_replicas_mirror_composes(project):
+    """compose's deploy.replicas (${<NAME>_REPLICAS:-1}) is the chart's <component>.replicas, 1 by default."""
+    _, folder = project
+    chart = checks.chart_dir(folder)
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    compose = compose_of(folder)
+    scaled_in_compose = {key for key, service in compose.items() if "replicas" in service.get("deploy", {})}
+    assert "megaservice" in scaled_in_compose
+    for key in scaled_in_compose:
+        assert compose[key]["deploy"]["replicas"] == f"${{{prefix(key)}_REPLICAS:-1}}", key
+    components = {key: ("megaservice",) if key == "megaservice" else ("ui",) if key == "ui" else ("services", key)
+                  for key in scaled_in_compose | ({"ui"} if "ui" in compose else set())}
+    for key, path in components.items():
+        entry = values
+        for part in path:
+            entry = entry[part]
+        assert entry["replicas"] == 1, key
+        override: dict[str, Any] = {"replicas": 5}
+        for part in reversed(path):
+            override = {part: override}
+        documents = checks.render(chart, override)
+        assert checks.deployment_of(documents, key)["spec"]["replicas"] == 5, key
+        assert [document["spec"]["replicas"] for document in checks.of_kind(documents, "Deployment").values()
+                ].count(5) == 1, key
+
+
+# ---------------------------------------------------------------- the web UI and the front door
+
+
+def test_the_ui_runs_as_compose_runs_it(project):
+    """The megaservice's image, compose's command as args, UI_PORT, the megaservice and every node at their
+    Services (compose's names there), API_KEYS from the megaservice's Secret; none when compose has none."""
+    pipeline, folder = project
+    chart = checks.chart_dir(folder)
+    compose = compose_of(folder)
+    documents = checks.render(chart, {"secrets": {"existingSecret": "app-secrets"}})
+    components = {document["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+                  for document in checks.of_kind(documents, "Deployment").values()}
+    if not pipeline.megaservice.ui_port:
+        assert "ui" not in compose and "ui" not in components
+        assert not [name for name in checks.of_kind(documents, "Service") if name.endswith("-ui")]
+        return
+    composed = compose["ui"]
+    deployment = checks.deployment_of(documents, "ui")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    megaservice = checks.deployment_of(documents, "megaservice")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == megaservice["image"]
+    assert composed["image"] == compose["megaservice"]["image"]
+    assert container["args"] == composed["command"] == ["python", "-m", "opea_new_runtime.ui"]
+    assert "command" not in container  # the image's CMD replaced, as compose's command does
+    port = pipeline.megaservice.ui_port
+    assert [entry["containerPort"] for entry in container["ports"]] == [port]
+    services = checks.of_kind(documents, "Service")
+    (service,) = [svc for svc in services.values() if svc["spec"]["selector"]["app.kubernetes.io/component"] == "ui"]
+    assert service["spec"]["ports"][0]["port"] == port
+    env = {entry["name"]: entry for entry in container["env"]}
+    environment = composed["environment"]
+    assert set(env) == set(environment)
+    for name, value in environment.items():
+        if checks.SECRET_NAME.search(name):
+            assert env[name]["valueFrom"] == next(entry for entry in megaservice["env"]
+                                                  if entry["name"] == name)["valueFrom"], name
+            assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "app-secrets"
+        elif name.endswith("_SERVICE_HOST_IP"):  # the megaservice, every node (beside the flow too)
+            host = env[name]["value"]
+            assert services[host]["spec"]["selector"]["app.kubernetes.io/component"] == value, name
+        elif name != "no_proxy":
+            assert env[name]["value"] == re.sub(r"^\$\{[A-Za-z_]+:-(.*)\}$", r"\1", value), name
+    assert env["UI_PORT"]["value"] == str(port) and env["UI_HOST"]["value"] == "0.0.0.0"
+    wiring = {name for name in env if name.endswith("_SERVICE_HOST_IP")}
+    assert wiring == {"MEGA_SERVICE_HOST_IP"} | {f"{prefix(node.name)}_SERVICE_HOST_IP" for node in pipeline.services}
+    assert checks.wiring_problems(documents) == []
+
+
+NO_UI = RAW_ECHO.replace("protocol: raw}", "protocol: raw, ui: false}")
+ANOTHER_UI_PORT = RAW_ECHO.replace("protocol: raw}", "protocol: raw, ui_port: 3000}")
+
+
+@pytest.mark.parametrize(("spec", "ui_port"), [(NO_UI, None), (ANOTHER_UI_PORT, 3000), (RAW_ECHO, 5173)],
+                         ids=["ui-false", "ui-port-3000", "ui-default"])
+def test_the_ui_is_there_exactly_when_compose_has_it(spec, ui_port, tmp_path):
+    pipeline = pipeline_from_data(yaml.safe_load(spec))
+    assert pipeline.megaservice.ui_port == ui_port
+    copier_render(COMPOSE_TEMPLATE, render.compose_answers(pipeline), tmp_path)
+    chart = checks.chart_dir(tmp_path)
+    compose = compose_of(tmp_path)
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    assert values["ui"]["enabled"] is (ui_port is not None) is ("ui" in compose)
+    for overrides in ({}, checks.scaled(chart), FRONT_DOOR):
+        assert checks.lint(chart, overrides) == []
+        documents = checks.render(chart, overrides)
+        assert checks.semantic_problems(documents) == []
+        for kube_version in checks.KUBE_VERSIONS:
+            assert checks.schema_problems(documents, kube_version) == []
+        uis = [name for name, document in checks.of_kind(documents, "Deployment").items()
+               if document["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "ui"]
+        assert len(uis) == (0 if ui_port is None else 1)
+        if ui_port is not None:
+            assert checks.container_env(documents, uis[0])["UI_PORT"]["value"] == str(ui_port)
+            scaled = "autoscaling" in str(overrides)
+            hpas = [name for name in checks.of_kind(documents, "HorizontalPodAutoscaler") if name.endswith("-ui")]
+            assert len(hpas) == (1 if scaled else 0)
+    documents = checks.render(chart, FRONT_DOOR)
+    (ingress,) = checks.of_kind(documents, "Ingress").values()
+    root = next(path for path in ingress["spec"]["rules"][0]["http"]["paths"] if path["path"] == "/")
+    assert root["backend"]["service"]["name"] == f"my-first-app-{'megaservice' if ui_port is None else 'ui'}"
+
+
+def nginx_routes(folder: Path) -> dict[str, str]:
+    """deploy/nginx/default.conf's locations: path -> the compose service it proxies to."""
+    conf = (folder / "deploy" / "nginx" / "default.conf").read_text()
+    addresses = dict(re.findall(r"set \$(\w+) ([\w-]+):\d+;", conf))
+    routes = {}
+    for path, variable in re.findall(r"location (?:= )?(\S+) \{\s*proxy_pass http://\$(\w+);", conf):
+        routes[path] = addresses[variable]
+    return routes
+
+
+def ingress_routes(documents: list[dict[str, Any]]) -> dict[str, tuple[str, str, int]]:
+    """The Ingress's paths -> (pathType, the component of the Service it goes to, the port)."""
+    services = checks.of_kind(documents, "Service")
+    (ingress,) = checks.of_kind(documents, "Ingress").values()
+    (rule,) = ingress["spec"]["rules"]
+    routes = {}
+    for path in rule["http"]["paths"]:
+        backend = path["backend"]["service"]
+        component = services[backend["name"]]["spec"]["selector"]["app.kubernetes.io/component"]
+        routes[path["path"]] = (path["pathType"], component, backend["port"]["number"])
+    return routes
+
+
+def test_the_ingress_routes_as_nginx(project):
+    """Off by default; on, the paths of compose's front door to the same components: the pipeline's endpoint
+    (and OpenAI's routes of a chat pipeline) to the megaservice, /v1/dataprep/ to dataprep, / to the UI."""
+    pipeline, folder = project
+    chart = checks.chart_dir(folder)
+    assert checks.of_kind(checks.render(chart), "Ingress") == {}
+    for release in (None, "prod"):
+        documents = checks.render(chart, FRONT_DOOR, release=release)
+        routes = ingress_routes(documents)
+        nginx = {path: target for path, target in nginx_routes(folder).items() if path != "/healthz"}
+        assert {path: component for path, (_, component, _) in routes.items()} == nginx
+        endpoint = pipeline.megaservice.endpoint
+        assert routes[endpoint] == ("Exact", "megaservice", pipeline.megaservice.port)
+        if pipeline.megaservice.protocol == "chat":
+            for path in ("/v1/chat/completions", "/v1/models"):
+                assert routes[path] == ("Exact", "megaservice", pipeline.megaservice.port)
+        if pipeline.documents:
+            dataprep = pipeline.documents[0]
+            assert routes["/v1/dataprep/"] == ("Prefix", dns(dataprep.name), dataprep.port)
+        else:
+            assert "/v1/dataprep/" not in routes
+        ui = pipeline.megaservice.ui_port
+        assert routes["/"] == (("Prefix", "ui", ui) if ui else ("Prefix", "megaservice", pipeline.megaservice.port))
+        (ingress,) = checks.of_kind(documents, "Ingress").values()
+        assert ingress["spec"]["ingressClassName"] == "nginx"
+        assert ingress["spec"]["rules"][0]["host"] == "chat.example.com"
+        assert ingress["spec"]["tls"] == FRONT_DOOR["ingress"]["tls"]
+        assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+        assert checks.ingress_problems(documents) == []
+    documents = checks.render(chart, {"ingress": {"enabled": True}})
+    (ingress,) = checks.of_kind(documents, "Ingress").values()
+    assert "ingressClassName" not in ingress["spec"] and "tls" not in ingress["spec"]
+    assert "host" not in ingress["spec"]["rules"][0]  # any host
+    assert checks.schema_problems(documents, checks.KUBE_VERSIONS[0]) == []
+
+
+def test_an_unknown_dataprep_for_the_ingress_is_refused(project):
+    _, folder = project
+    with pytest.raises(helm.HelmRenderError, match="is not a service of the chart"):
+        checks.render(checks.chart_dir(folder), {"ingress": {"enabled": True, "dataprep": "nowhere"}})
 
 
 def test_chart_metadata_follows_the_project(project):
@@ -487,7 +673,7 @@ def chatqna(tmp_path_factory) -> tuple[Path, list[dict[str, Any]]]:
     destination = tmp_path_factory.mktemp("chatqna-broken")
     copier_render(COMPOSE_TEMPLATE, render.compose_answers(PIPELINES["chatqna"]), destination)
     chart = checks.chart_dir(destination)
-    return chart, checks.render(chart, checks.scaled(chart))
+    return chart, checks.render(chart, checks.merge(checks.scaled(chart), {"ingress": {"enabled": True}}))
 
 
 def find(documents: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any]:
@@ -587,6 +773,21 @@ def _no_probe(documents):
     del pod(documents, "embedding")["containers"][0]["livenessProbe"]
 
 
+def _ingress_service(documents):
+    next(iter(checks.of_kind(documents, "Ingress").values()))["spec"]["rules"][0]["http"]["paths"][-1]["backend"][
+        "service"]["name"] = "ui"  # compose's name, not the Service's
+
+
+def _ingress_port(documents):
+    next(iter(checks.of_kind(documents, "Ingress").values()))["spec"]["rules"][0]["http"]["paths"][0]["backend"][
+        "service"]["port"] = {"number": 80}
+
+
+def _ingress_twice(documents):
+    paths = next(iter(checks.of_kind(documents, "Ingress").values()))["spec"]["rules"][0]["http"]["paths"]
+    paths.append(copy.deepcopy(paths[0]))
+
+
 BREAKAGES = {
     "a host that is not a Service": (_wrong_host, "LLM_SERVICE_HOST_IP='llm' is not a Service"),
     "a port that is not the Service's": (_wrong_port, "RERANK_SERVICE_PORT='8001' is not a port"),
@@ -608,6 +809,9 @@ BREAKAGES = {
     "a PDB of nothing": (_pdb_selector, "PodDisruptionBudget/chatqna-llm: its selector"),
     "no limits": (_no_limits, "has no limits for cpu, memory"),
     "no liveness probe": (_no_probe, "has no livenessProbe"),
+    "an Ingress to no Service": (_ingress_service, "'/' goes to 'ui', not a Service of the chart"),
+    "an Ingress to a port the Service lacks": (_ingress_port, "goes to port {'number': 80} of Service"),
+    "a path routed twice": (_ingress_twice, "is routed twice"),
 }
 
 

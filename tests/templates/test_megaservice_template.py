@@ -50,7 +50,7 @@ COMMON_FILES = {
     ".copier-answers.yml", ".dockerignore", ".gitignore", ".github/workflows/ci.yml", "Dockerfile", "Makefile",
     "README.md", "pyproject.toml", "requirements-dev.txt", WHEEL,
     "tests/conftest.py", "tests/test_docker.py", "tests/test_pipeline.py", "tests/test_security.py",
-    "tests/test_wiring.py",
+    "tests/test_wiring.py", "tests/test_ui.py",
     *(f"megaservice/{name}" for name in ("__init__.py", "__main__.py", "hooks.py", "pipeline.py", "requirements.txt")),
 }
 RUNTIME_NAMES = ("Megaservice", "ServiceOrchestrator", "ServiceType", "remote_service")
@@ -60,6 +60,7 @@ SHARED_PINS = ["fastapi==0.124.0", "pydantic==2.11.7", "pydantic-settings==2.10.
                "starlette==0.49.1", "anyio==4.10.0", "aiohttp==3.12.15", "httpx==0.28.1",
                "prometheus-client==0.22.1"]
 LITE_PINS = ["httptools==0.6.4", 'uvloop==0.21.0; sys_platform != "win32"']
+UI_PINS = ["jinja2==3.1.6", "markupsafe==3.0.2"]  # the web UI's templates (a spec without `ui: false`)
 
 
 @functools.cache
@@ -419,9 +420,9 @@ def test_requirements_per_runtime(rendered):
     pins = [line for line in requirements.read_text().splitlines() if line and not line.startswith("#")]
     runtime = ["--find-links ../vendor", f"opea-new-runtime=={__version__}"]
     if data["runtime"] == "comps":
-        assert pins == [*runtime, "opea-comps==1.5", *SHARED_PINS]
+        assert pins == [*runtime, "opea-comps==1.5", *SHARED_PINS, *UI_PINS]
     else:
-        assert pins == [*runtime, *SHARED_PINS, *LITE_PINS]
+        assert pins == [*runtime, *SHARED_PINS, *LITE_PINS, *UI_PINS]
     # --find-links is relative to the file: the project's vendor/ holds the very version pinned.
     assert (requirements.parent / "../vendor").resolve() / Path(WHEEL).name == (project / WHEEL).resolve()
     dev = [line for line in (project / "requirements-dev.txt").read_text().splitlines() if "==" in line]
@@ -512,11 +513,26 @@ def test_megaservice_and_hooks_describe_the_spec(rendered):
     mega = data["megaservice"]
     assert pipeline.runtime == data["runtime"]
     assert pipeline.megaservice == {"name": data["name"], "port": mega["port"], "endpoint": mega["endpoint"],
-                                    "protocol": mega["protocol"], "description": data["description"]}
+                                    "protocol": mega["protocol"], "description": data["description"],
+                                    "ui_port": mega.get("ui_port", 5173) if mega.get("ui", True) else None}
     assert pipeline.hooks == "megaservice.hooks"  # ServiceOrchestrator(hooks): the project's own module
     echo = pipeline.nodes[0]
     assert echo.host_variable == f"{prefix(echo.name)}_SERVICE_HOST_IP"
     assert echo.folder == f"services/{dns(echo.name)}"
+
+
+def test_a_pipeline_without_a_web_ui_has_no_ui_port_tests_nor_jinja(tmp_path):
+    data = with_runtime(CHAIN, "lite")
+    project = render({**data, "megaservice": {**data["megaservice"], "ui": False}}, tmp_path / "p")
+    assert read_pipeline(project).megaservice["ui_port"] is None
+    assert set(files_of(project)) == COMMON_FILES - {"tests/test_ui.py"}
+    assert "jinja2" not in (project / "megaservice" / "requirements.txt").read_text()
+
+
+def test_the_web_ui_listens_on_the_spec_port(tmp_path):
+    data = with_runtime(CHAIN, "comps")
+    project = render({**data, "megaservice": {**data["megaservice"], "ui": True, "ui_port": 7001}}, tmp_path / "p")
+    assert read_pipeline(project).megaservice["ui_port"] == 7001
 
 
 # ---------------------------------------------------------------- answers are data
@@ -750,7 +766,8 @@ def test_make_install_test(key, tmp_path, venvs):
     mega = data["megaservice"]
     assert loaded["runtime"] == data["runtime"]
     assert loaded["megaservice"] == {"name": data["name"], "port": mega["port"], "endpoint": mega["endpoint"],
-                                     "protocol": mega["protocol"], "description": data["description"]}
+                                     "protocol": mega["protocol"], "description": data["description"],
+                                     "ui_port": mega.get("ui_port", 5173) if mega.get("ui", True) else None}
     assert loaded["nodes"] == [[*node, dns(node[0]), f"{prefix(node[0])}_SERVICE_HOST_IP",
                                 f"{prefix(node[0])}_SERVICE_PORT", node[4] is None, f"services/{dns(node[0])}"]
                                for node in spec_nodes(data)]

@@ -45,6 +45,7 @@ def test_add_service_into_the_middle_of_a_dag_rewires_every_artifact(tier, dag):
                                                                                                        "18805")
     assert not (dag / "services" / "audit" / "Dockerfile").exists()  # the root Dockerfile's `service` stage
     assert "AUDIT_SERVICE_HOST_IP" in str(compose["megaservice"]["environment"])
+    assert "AUDIT_SERVICE_HOST_IP" in str(compose["ui"]["environment"])  # the UI shows every node
     assert "audit" in str(compose["megaservice"]["depends_on"])
     readme = (dag / "README.md").read_text()
     assert "svc_source --> svc_audit" in readme and "svc_audit --> svc_left" in readme
@@ -170,6 +171,26 @@ def test_remove_a_service_in_the_middle_reconnects_its_neighbours(tier, chain):
     assert [node.name for node in pipeline.nodes] == pipeline.added == ["embedding", "llm"]
     assert pipeline.edges == [("embedding", "llm", "success")]
     assert "retriever" not in (chain / "megaservice" / "pipeline.py").read_text().lower()
+
+
+def test_dataprep_added_beside_the_flow_gets_the_front_door_and_the_ui_and_loses_them_when_removed(tier, chain):
+    front_door = chain / "deploy" / "nginx" / "default.conf"
+    assert "/v1/dataprep/" not in front_door.read_text()
+
+    result = tier.cli("add-service", "docs", "--type", "dataprep", "--port", "18806", "--project", chain)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "location /v1/dataprep/ {" in front_door.read_text()
+    assert "docs:18806" in front_door.read_text()
+    compose = compose_services(chain)
+    assert compose["ui"]["environment"]["DOCS_SERVICE_HOST_IP"] == "docs"
+    assert "docs" not in compose["megaservice"]["depends_on"]  # beside the flow: the megaservice never calls it
+
+    result = tier.cli("remove-service", "docs", "--project", chain)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "/v1/dataprep/" not in front_door.read_text()
+    assert "DOCS_SERVICE_HOST_IP" not in compose_services(chain)["ui"]["environment"]
 
 
 def test_an_added_image_service_gets_wiring_but_no_code(tier, chain):

@@ -133,6 +133,8 @@ def _print_next_steps(pipeline: Pipeline, path: Path, files: int, committed: boo
         "make test     # its own tests: every service and the whole pipeline",
         "make run      # every service and the megaservice on 127.0.0.1 (Ctrl-C stops them)",
         request,
+        *([f"open http://127.0.0.1:{pipeline.megaservice.ui_port}/  # the web UI, while make run runs"]
+          if pipeline.megaservice.ui_port else []),
     ):
         console.print(f"  {escape(line)}", soft_wrap=True)
 

@@ -289,7 +289,14 @@ def _ask_megaservice(spec: dict[str, Any]) -> dict[str, Any]:
     default = "chat" if terminal_types & {"llm", "lvm"} else "raw"
     protocol = Prompt.ask("Protocol: [cyan]chat[/] (OpenAI-style) or [cyan]raw[/] (any JSON)",
                           choices=["chat", "raw"], default=default)
-    return {"port": port, "endpoint": endpoint, "protocol": protocol}
+    answers = {"port": port, "endpoint": endpoint, "protocol": protocol}
+    if not Confirm.ask("Web UI (pages to try the pipeline, served by `make run` and compose)", default=True):
+        return {**answers, "ui": False}
+    from ..spec.validate import DEFAULT_UI_PORT
+
+    used[port] = "the megaservice"
+    return {**answers, "ui": True,
+            "ui_port": _ask_port("UI port", catalog.next_free_port(DEFAULT_UI_PORT, set(used)), used)}
 
 
 def _ask_name(question: str, *, default: str = "", allow_empty: bool = False, taken: set[str] = frozenset(),

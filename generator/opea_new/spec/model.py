@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from .. import catalog
 from .names import name_problem
@@ -136,6 +136,9 @@ class MegaserviceSpec(_Strict):
     endpoint: Endpoint | None = Field(None, description="Default /v1/<name>.")
     protocol: Literal["chat", "raw"] | None = Field(
         None, description="chat (OpenAI-style) | raw (any JSON). Default: chat when a terminal node is llm/lvm.")
+    ui: StrictBool | None = Field(None, description="Serve a web UI for the pipeline (`make run`, compose's front "
+                                                    "door, the chart). Default true.")
+    ui_port: Port | None = Field(None, description="The UI's port. Default 5173 (OPEA's UI port).")
 
 
 class PipelineSpec(_Strict):

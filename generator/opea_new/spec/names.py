@@ -17,7 +17,9 @@ from .problems import shown
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]*")
 MAX_LENGTH = 63  # a DNS label
-RESERVED = frozenset({"megaservice"})  # the megaservice's own compose service
+# Compose services every project has: a node of the same name would clash with them.
+RESERVED = {"megaservice": "the megaservice's own service", "ui": "the web UI's service",
+            "nginx": "the front door's service"}
 
 
 def dns_name(name: str) -> str:
@@ -32,7 +34,7 @@ def env_prefix(name: str) -> str:
     return python_name(name).upper()
 
 
-def name_problem(name: object, *, reserved: frozenset[str] = RESERVED) -> str | None:
+def name_problem(name: object, *, reserved: dict[str, str] = RESERVED) -> str | None:
     """Why `name` is not a valid name, or None."""
     if not isinstance(name, str) or not name:
         return "a name is required"
@@ -44,5 +46,5 @@ def name_problem(name: object, *, reserved: frozenset[str] = RESERVED) -> str | 
     if len(name) > MAX_LENGTH:
         return f"{shown(name)} is longer than {MAX_LENGTH} characters"
     if dns_name(name) in reserved:
-        return f"{shown(name)} is reserved (the megaservice's own service is called that)"
+        return f"{shown(name)} is reserved ({reserved[dns_name(name)]} is called that)"
     return None

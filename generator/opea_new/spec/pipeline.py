@@ -14,7 +14,7 @@ from .. import catalog
 from .graph import Edge, Graph, GraphError
 from .model import PipelineSpec
 from .problems import Problem, SpecError
-from .validate import DEFAULT_MEGASERVICE_PORT
+from .validate import DEFAULT_MEGASERVICE_PORT, DEFAULT_UI_PORT
 
 CHAT_TERMINAL_TYPES = ("llm", "lvm")
 DOCUMENT_TYPE = "dataprep"
@@ -61,6 +61,7 @@ class Megaservice:
     port: int
     endpoint: str
     protocol: str  # chat | raw
+    ui_port: int | None = DEFAULT_UI_PORT  # None: no web UI (the spec's `ui: false`)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ class Pipeline:
             explicit.add(mega.port)
         mega_port = mega.port if mega and mega.port is not None else catalog.next_free_port(
             DEFAULT_MEGASERVICE_PORT, explicit)
-        used = explicit | {mega_port}
+        ui_port = None if mega and mega.ui is False else (mega.ui_port if mega and mega.ui_port else DEFAULT_UI_PORT)
+        used = explicit | {mega_port} | ({ui_port} - {None})
         services = []
         for item in spec.services:
             info = catalog.get(item.type)
@@ -101,7 +103,8 @@ class Pipeline:
             name=spec.name,
             description=spec.description or "",
             runtime=spec.runtime or "comps",
-            megaservice=Megaservice(mega_port, (mega.endpoint if mega else None) or f"/v1/{spec.name}", protocol),
+            megaservice=Megaservice(mega_port, (mega.endpoint if mega else None) or f"/v1/{spec.name}", protocol,
+                                    ui_port),
             services=tuple(services),
             graph=graph,
         )
@@ -132,10 +135,14 @@ class Pipeline:
             "description": self.description,
             "runtime": self.runtime,
             "megaservice": {"port": self.megaservice.port, "endpoint": self.megaservice.endpoint,
-                            "protocol": self.megaservice.protocol},
+                            "protocol": self.megaservice.protocol, **self._ui_answers()},
             "services": [service.answers() for service in self.services],
             "flow": flow,
         }
+
+    def _ui_answers(self) -> dict[str, Any]:
+        ui_port = self.megaservice.ui_port
+        return {"ui": False} if ui_port is None else {"ui": True, "ui_port": ui_port}
 
     # ------------------------------------------------------------ questions
 

@@ -28,6 +28,7 @@ from .names import dns_name, name_problem, python_name
 from .problems import Problem, SpecError, format_location, shown
 
 DEFAULT_MEGASERVICE_PORT = 8888
+DEFAULT_UI_PORT = 5173  # OPEA's UI port (GenAIExamples' chatqna-ui)
 _SUGGESTIONS = 50  # unknown names given a "did you mean" (difflib is slow; a hostile spec has thousands)
 
 
@@ -115,7 +116,7 @@ def _unwritable(text: str) -> str | None:
 
 _FIELDS = {
     (): PipelineSpec.model_fields,
-    ("megaservice",): {"port", "endpoint", "protocol"},
+    ("megaservice",): {"port", "endpoint", "protocol", "ui", "ui_port"},
     ("services", int): {"name", "type", "port", "endpoint", "image", "server", "model"},
     ("flow", int): {"service", "next"},
     ("flow", int, "next", int): {"service", "condition"},
@@ -256,6 +257,12 @@ def _port_collisions(data: dict[str, Any], services: list[Any]) -> list[tuple[tu
     mega_port = megaservice.get("port") if isinstance(megaservice, dict) else None
     if _is_port(mega_port):
         owners[mega_port] = "megaservice"
+    if not isinstance(megaservice, dict) or megaservice.get("ui") is not False:
+        ui_port = megaservice.get("ui_port") if isinstance(megaservice, dict) else None
+        ui_port = ui_port if _is_port(ui_port) else DEFAULT_UI_PORT
+        if ui_port == mega_port:
+            problems.append((("megaservice", "ui_port"), f"{ui_port} is already used by the megaservice"))
+        owners.setdefault(ui_port, "the UI (megaservice.ui_port; 5173 unless set, or ui: false for none)")
     for index, service in enumerate(services):
         port = service.get("port") if isinstance(service, dict) else None
         if not _is_port(port):
@@ -352,4 +359,4 @@ def _is_port(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
 
 
-__all__ = ["DEFAULT_MEGASERVICE_PORT", "validate"]
+__all__ = ["DEFAULT_MEGASERVICE_PORT", "DEFAULT_UI_PORT", "validate"]

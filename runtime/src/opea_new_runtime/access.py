@@ -5,7 +5,8 @@
     CORS_ALLOW_ORIGINS  origins whose pages may call from a browser, comma-separated (`*` for any); none by default
 
 With a key set, every request needs `Authorization: Bearer <key>`, except the
-health checks (OPEN_PATHS) and CORS preflights; any other answers 401, with a
+health checks (OPEN_PATHS), the paths an app opens itself (`protect(...,
+open_paths=, open_prefixes=)`: the web UI's pages) and CORS preflights; any other answers 401, with a
 JSON body that says what was missing and `WWW-Authenticate: Bearer`. A key is
 compared in constant time with every key (hmac.compare_digest), and is never
 logged nor answered. A key shorter than MIN_KEY_LENGTH stops the start: it is
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,13 @@ def cors_origins(environ: Mapping[str, str]) -> list[str]:
     return [origin.strip() for origin in environ.get("CORS_ALLOW_ORIGINS", "").split(",") if origin.strip()]
 
 
-def protect(app: Any, environ: Mapping[str, str], refusal: Callable[[str], dict[str, Any]]) -> None:
+def protect(app: Any, environ: Mapping[str, str], refusal: Callable[[str], dict[str, Any]], *,
+            open_paths: Iterable[str] = (), open_prefixes: Iterable[str] = ()) -> None:
     """Adds the key check (when a key is set) and CORS (when origins are given) to a Starlette app, outermost.
 
-    `refusal(message)` is the body of a 401, in the app's own error shape. Keys that cannot be used close
+    `refusal(message)` is the body of a 401, in the app's own error shape. Besides the health checks,
+    `open_paths` (exact paths) and the paths starting with one of `open_prefixes` need no key: what
+    an app shows to anyone (the web UI's pages and static files). Keys that cannot be used close
     the app (every request a 503 that says why): `serve()` refuses to start on them, but an app served some
     other way must not run open.
     """
@@ -71,7 +75,8 @@ def protect(app: Any, environ: Mapping[str, str], refusal: Callable[[str], dict[
         app.add_middleware(Closed, message=str(error), refusal=refusal)
         return
     if keys:
-        app.add_middleware(RequireKey, keys=keys, refusal=refusal)
+        app.add_middleware(RequireKey, keys=keys, refusal=refusal, open_paths=open_paths,
+                           open_prefixes=open_prefixes)
     origins = cors_origins(environ)
     if origins:
         from starlette.middleware.cors import CORSMiddleware
@@ -118,15 +123,21 @@ class Closed:
 
 
 class RequireKey:
-    """ASGI middleware: a valid bearer key on every HTTP request but health checks and CORS preflights."""
+    """ASGI middleware: a valid bearer key on every HTTP request but health checks, open paths and CORS preflights."""
 
-    def __init__(self, app: Any, *, keys: tuple[bytes, ...], refusal: Callable[[str], dict[str, Any]]) -> None:
+    def __init__(self, app: Any, *, keys: tuple[bytes, ...], refusal: Callable[[str], dict[str, Any]],
+                 open_paths: Iterable[str] = (), open_prefixes: Iterable[str] = ()) -> None:
         self.app = app
         self.keys = keys
         self.refusal = refusal
+        self.open_paths = OPEN_PATHS | frozenset(open_paths)
+        self.open_prefixes = tuple(open_prefixes)
+
+    def is_open(self, path: str) -> bool:
+        return path in self.open_paths or (bool(self.open_prefixes) and path.startswith(self.open_prefixes))
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or self.is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         offered = offered_key(scope["headers"])

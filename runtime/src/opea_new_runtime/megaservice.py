@@ -87,6 +87,7 @@ class Megaservice:
     endpoint: str
     protocol: Literal["chat", "raw"] = "chat"
     description: str = ""
+    ui_port: int | None = None  # the web UI's port (opea_new_runtime.ui); None: the project has no UI
 
 
 def create_app(megaservice: Megaservice, build_orchestrator: Callable[[], Any]) -> FastAPI:

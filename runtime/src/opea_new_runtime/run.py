@@ -5,7 +5,9 @@
 Starts every generated service (`python -m app` in services/<name>, with HOST and
 PORT) and the megaservice (`python -m megaservice`, with <NODE>_SERVICE_HOST_IP /
 <NODE>_SERVICE_PORT pointing at them), waits until each answers
-/v1/health_check, then prints the URL and an example request. Ctrl-C or SIGTERM
+/v1/health_check, then prints the URL and an example request. With a web UI
+in the spec (MEGASERVICE.ui_port), `make run` serves it too (python -m
+opea_new_runtime.ui on UI_PORT, default the spec's) and prints its URL. Ctrl-C or SIGTERM
 stops them all; if one of them dies, the others are stopped and this exits 1.
 
 The nodes come from the project's pipeline module (`megaservice/pipeline.py`),
@@ -124,6 +126,8 @@ class Stack:
     terminal. With `start_services=False` only the megaservice is started (the
     services are expected at `ports`). `wait_ready`: whether `start` also waits until the
     megaservice is ready (every node answers it); by default when every node is started here.
+    With `ui=True` the web UI is started last, on `ui_port` (default UI_PORT, else the spec's),
+    when the pipeline has one (MEGASERVICE.ui_port is not None).
     """
 
     def __init__(
@@ -137,6 +141,8 @@ class Stack:
         environ: Mapping[str, str] | None = None,
         start_services: bool = True,
         wait_ready: bool | None = None,
+        ui: bool = False,
+        ui_port: int | None = None,
     ) -> None:
         self.environ = dict(os.environ if environ is None else environ)
         self.project = project or Project.load()
@@ -147,7 +153,10 @@ class Stack:
         self.mega_port = mega_port or int(self.environ.get("MEGA_SERVICE_PORT") or self.project.megaservice.port)
         self.start_services = start_services
         self.wait_ready = (start_services and not self.remote_services) if wait_ready is None else wait_ready
+        spec_ui_port = getattr(self.project.megaservice, "ui_port", None)
+        self.ui_port = (ui_port or int(self.environ.get("UI_PORT") or spec_ui_port)) if ui and spec_ui_port else None
         self.processes: list[Process] = []
+        self.megaservice_process: Process | None = None
 
     # ------------------------------------------------------------ what runs where
 
@@ -174,6 +183,10 @@ class Stack:
     def url(self) -> str:
         return f"http://{LOCALHOST}:{self.mega_port}{self.project.megaservice.endpoint}"
 
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://{LOCALHOST}:{self.ui_port}/" if self.ui_port else None
+
     def base_environment(self) -> dict[str, str]:
         env = dict(self.environ)
         env["PYTHONUNBUFFERED"] = "1"
@@ -186,6 +199,13 @@ class Stack:
         env = self.addresses(self.base_environment())
         env["MEGA_SERVICE_HOST"] = LOCALHOST
         env["MEGA_SERVICE_PORT"] = str(self.mega_port)
+        return env
+
+    def ui_environment(self) -> dict[str, str]:
+        """The UI's: where it listens, and the megaservice and nodes it shows (it calls them as the browser's proxy)."""
+        env = self.addresses(self.base_environment())
+        env.update(UI_HOST=LOCALHOST, UI_PORT=str(self.ui_port), MEGA_SERVICE_HOST_IP=LOCALHOST,
+                   MEGA_SERVICE_PORT=str(self.mega_port))
         return env
 
     def service_environment(self, service: Node) -> dict[str, str]:
@@ -226,18 +246,22 @@ class Stack:
                 command += ["--model-id", service.model_id(self.environ)]
             self._spawn(Process(service.name, self.ports[service.name], command, self.project.root,
                                 self.base_environment(), health_path=service.health_path))
-        self._spawn(Process("megaservice", self.mega_port, [self.python, "-m", "megaservice"], self.project.root,
-                            self.megaservice_environment(), ready_path=READY_ROUTE))
+        self.megaservice_process = Process("megaservice", self.mega_port, [self.python, "-m", "megaservice"],
+                                           self.project.root, self.megaservice_environment(), ready_path=READY_ROUTE)
+        self._spawn(self.megaservice_process)
+        if self.ui_port:
+            self._spawn(Process("ui", self.ui_port, [self.python, "-m", "opea_new_runtime.ui"], self.project.root,
+                                self.ui_environment(), health_path="/v1/health"))
         deadline = time.monotonic() + STARTUP_TIMEOUT
         for process in self.processes:
             self._wait_healthy(process, deadline)
         if self.wait_ready:
-            self._wait_healthy(self.processes[-1], deadline, ready=True)
+            self._wait_healthy(self.megaservice_process, deadline, ready=True)
 
     def readiness(self) -> dict[str, Any]:
         """The megaservice's answer to /v1/health/ready (`{"ready", "not_ready"}`), or why there is none."""
         try:
-            with _DIRECT.open(self.processes[-1].ready_url, timeout=5) as answer:
+            with _DIRECT.open(self.megaservice_process.ready_url, timeout=5) as answer:
                 return json.loads(answer.read())
         except urllib.error.HTTPError as error:
             try:
@@ -371,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:
-        stack = Stack(project=Project.load(argv[0] if argv else "."))
+        stack = Stack(project=Project.load(argv[0] if argv else "."), ui=True)
     except StackError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2
@@ -399,8 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         if keyed:
             print("  API keys are required (API_KEYS / API_KEYS_FILE): the megaservice and the services beside "
                   "the flow answer 401 without one.\n")
-        for process in stack.processes[:-1]:
-            print(f"  {process.name}: http://{LOCALHOST}:{process.port}")
+        if stack.ui_url:
+            print(f"  the web UI: {stack.ui_url}\n")
+        for process in stack.processes:
+            if process.name not in ("megaservice", "ui"):  # both names are reserved: no service has them
+                print(f"  {process.name}: http://{LOCALHOST}:{process.port}")
         print("\nCtrl-C stops everything.", flush=True)
         while True:
             dead = stack.dead()

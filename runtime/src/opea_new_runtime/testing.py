@@ -7,14 +7,17 @@ of 127.0.0.1, never the spec's (so the tests do not collide with a running
 printed when a start fails).
 
     project      the Project (its megaservice, nodes and edges, read from megaservice/pipeline.py)
-    stack        every generated service, a stand-in for each model server, and the megaservice, running
-                 and ready (/v1/health/ready); documents go to a store of the tests' own (tests_store)
+    stack        every generated service, a stand-in for each model server, the megaservice and the web UI
+                 (when the pipeline has one), running and ready (/v1/health/ready); documents go to a store of
+                 the tests' own (tests_store)
     documents    an httpx.Client on the dataprep service beside the flow (skips when there is none)
     client       an httpx.Client on the megaservice
+    ui           an httpx.Client on the web UI (skips when the pipeline has none)
     unreachable  nodes that run a published image and do not answer where the megaservice looks
     whole_flow   skips a test that needs every node when one is unreachable (says which)
     dead_node    (node name, client) of a second megaservice whose entry node is not listening
     guarded      (key, client, log folder) of a second megaservice that requires an API key of its own
+    guarded_ui   (key, client) of that megaservice's own web UI, which requires the same key
 
 The tests ingest and delete documents, so they never use the project's data/ nor
 a store VECTOR_STORE and PG_CONNECTION_STRING name: theirs is SQLite in a
@@ -70,13 +73,13 @@ def project(pytestconfig) -> Project:
 @pytest.fixture(scope="session")
 def stack(project, tmp_path_factory):
     local = [node.name for node in project.services if runs_here(node, os.environ)]  # generated, and stand-ins
-    *service_ports, mega_port = free_ports(len(local) + 1)
+    *service_ports, mega_port, ui_port = free_ports(len(local) + 2)
     log_dir = tmp_path_factory.mktemp("logs")
     with tests_store(tmp_path_factory) if project.stores_documents else nullcontext({}) as store:
         # Open, whatever keys the shell holds: `guarded` is the one that requires a key.
         environ = {key: value for key, value in {**os.environ, **store}.items() if key not in KEY_VARIABLES}
         running = start(Stack(dict(zip(local, service_ports, strict=True)), mega_port, project=project,
-                              log_dir=log_dir, environ=environ), log_dir)
+                              log_dir=log_dir, environ=environ, ui=True, ui_port=ui_port), log_dir)
         yield running
         running.stop()
 
@@ -113,6 +116,14 @@ def tests_store(tmp_path_factory) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="session")
 def client(stack):
     with httpx.Client(base_url=f"http://127.0.0.1:{stack.mega_port}", timeout=60, trust_env=False) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def ui(stack):
+    if not stack.ui_url:
+        pytest.skip("the pipeline has no web UI (megaservice.ui: false)")
+    with httpx.Client(base_url=stack.ui_url, timeout=60, trust_env=False) as session:
         yield session
 
 
@@ -166,14 +177,30 @@ def dead_node(project, stack, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def guarded(project, stack, tmp_path_factory):
-    """A second megaservice on the same nodes, with API_KEYS set to a key of the tests' own."""
+def guarded_stack(project, stack, tmp_path_factory):
+    """A second megaservice (and its web UI) on the same nodes, with API_KEYS set to a key of the tests' own."""
     key = f"test-{secrets.token_urlsafe(24)}"
-    mega_port = free_ports(1)[0]
+    mega_port, ui_port = free_ports(2)
     ports = {node.name: stack.address(node)[1] for node in project.services}
     log_dir = tmp_path_factory.mktemp("guarded-logs")
-    megaservice = start(Stack(ports, mega_port, project=project, log_dir=log_dir,
-                              environ={**stack.environ, "API_KEYS": key}, start_services=False), log_dir)
-    with httpx.Client(base_url=f"http://127.0.0.1:{mega_port}", timeout=60, trust_env=False) as session:
+    environ = {**stack.environ, "API_KEYS": key}
+    guarded = start(Stack(ports, mega_port, project=project, log_dir=log_dir, environ=environ, start_services=False,
+                          ui=True, ui_port=ui_port), log_dir)
+    yield key, guarded, log_dir
+    guarded.stop()
+
+
+@pytest.fixture(scope="session")
+def guarded(guarded_stack):
+    key, guarded, log_dir = guarded_stack
+    with httpx.Client(base_url=f"http://127.0.0.1:{guarded.mega_port}", timeout=60, trust_env=False) as session:
         yield key, session, log_dir
-    megaservice.stop()
+
+
+@pytest.fixture(scope="session")
+def guarded_ui(guarded_stack):
+    key, guarded, _ = guarded_stack
+    if not guarded.ui_url:
+        pytest.skip("the pipeline has no web UI (megaservice.ui: false)")
+    with httpx.Client(base_url=guarded.ui_url, timeout=60, trust_env=False) as session:
+        yield key, session

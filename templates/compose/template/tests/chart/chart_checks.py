@@ -4,8 +4,8 @@ helm-python-sdk (Helm v4's library) renders and lints the chart; kubernetes-vali
 against the Kubernetes OpenAPI schemas, strictly (an unknown field is an error). What a schema cannot see is
 checked here too (`semantic_problems`): the megaservice's *_SERVICE_HOST_IP variables name Services of the
 chart, Services select pods and target ports those pods expose, probes hit exposed ports, secrets come only
-from a Secret, every container is locked down. Each check returns a list of problems (empty: fine), so a
-test can show that a check catches a broken manifest.
+from a Secret, every container is locked down, an Ingress routes to Services of the chart. Each check returns
+a list of problems (empty: fine), so a test can show that a check catches a broken manifest.
 
 Used by tests/chart/test_chart.py (`make chart`), and by opea-new's own tests.
 """
@@ -58,12 +58,22 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def scaled(chart: Path, replicas: int = 2) -> dict[str, Any]:
-    """Overrides that turn on everything that is off by default: replicas, an HPA and a PDB on every component."""
+    """Overrides that turn on everything that is off by default: replicas, an HPA and a PDB on every component
+    (the UI's too, when the chart has one)."""
     defaults = yaml.safe_load((chart / "values.yaml").read_text())
     on = {"replicas": replicas,
           "autoscaling": {"enabled": True, "minReplicas": replicas, "maxReplicas": replicas + 2},
           "podDisruptionBudget": {"enabled": True}}
-    return {"megaservice": copy.deepcopy(on), "services": {key: copy.deepcopy(on) for key in defaults["services"]}}
+    overrides = {"megaservice": copy.deepcopy(on),
+                 "services": {key: copy.deepcopy(on) for key in defaults["services"]}}
+    if has_ui(chart):
+        overrides["ui"] = copy.deepcopy(on)
+    return overrides
+
+
+def has_ui(chart: Path) -> bool:
+    """The chart runs the web UI (values.yaml's ui.enabled: compose.yaml's `ui` service)."""
+    return bool((yaml.safe_load((chart / "values.yaml").read_text()).get("ui") or {}).get("enabled"))
 
 
 def render(chart: Path, values: dict[str, Any] | None = None, *, release: str | None = None,
@@ -149,7 +159,8 @@ def exposes(container: dict[str, Any], port: int | str) -> bool:
 
 def semantic_problems(documents: list[dict[str, Any]]) -> list[str]:
     return (wiring_problems(documents) + selector_problems(documents) + probe_problems(documents)
-            + secret_problems(documents) + security_problems(documents) + scaling_problems(documents))
+            + secret_problems(documents) + security_problems(documents) + scaling_problems(documents)
+            + ingress_problems(documents))
 
 
 def wiring_problems(documents: list[dict[str, Any]]) -> list[str]:
@@ -172,6 +183,33 @@ def wiring_problems(documents: list[dict[str, Any]]) -> list[str]:
                 ports = [str(entry["port"]) for entry in services[host]["spec"].get("ports") or []]
                 if port not in ports:
                     problems.append(f"{owner}: {port_name}={port!r} is not a port of Service {host} ({ports})")
+    return problems
+
+
+def ingress_problems(documents: list[dict[str, Any]]) -> list[str]:
+    """Every path of an Ingress goes to a Service of the chart, on one of its ports; no path is routed twice."""
+    services = of_kind(documents, "Service")
+    problems = []
+    for name, ingress in of_kind(documents, "Ingress").items():
+        seen = set()
+        for rule in ingress["spec"].get("rules") or []:
+            for path in (rule.get("http") or {}).get("paths") or []:
+                route = (rule.get("host"), path.get("path"), path.get("pathType"))
+                if route in seen:
+                    problems.append(f"Ingress/{name}: {path.get('path')!r} is routed twice")
+                seen.add(route)
+                backend = (path.get("backend") or {}).get("service") or {}
+                target = services.get(backend.get("name"))
+                if target is None:
+                    problems.append(f"Ingress/{name}: {path.get('path')!r} goes to {backend.get('name')!r}, "
+                                    "not a Service of the chart")
+                    continue
+                port = backend.get("port") or {}
+                ports = target["spec"].get("ports") or []
+                if not any(port.get("number") == entry["port"] or (port.get("name") and port.get("name")
+                                                                   == entry.get("name")) for entry in ports):
+                    problems.append(f"Ingress/{name}: {path.get('path')!r} goes to port {port} of Service "
+                                    f"{backend['name']}, which it does not have")
     return problems
 
 

@@ -4,7 +4,8 @@ Not part of `make test` (pyproject.toml ignores tests/chart): it needs requireme
 (helm-python-sdk, kubernetes-validate), which `make chart` installs. No cluster, no helm binary.
 
 Every values set a user is likely to install is checked: the defaults (CPU), each accelerator file
-(values-*.yaml), everything scaled (replicas, HPA and PDB on every component) and with a Secret named.
+(values-*.yaml), everything scaled (replicas, HPA and PDB on every component), with a Secret named and
+with the front door (the Ingress) on.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import yaml
 PROJECT = Path(__file__).resolve().parents[2]
 CHART = checks.chart_dir(PROJECT)
 SECRET = {"secrets": {"existingSecret": f"{CHART.name}-secrets"}}
+FRONT_DOOR = {"ingress": {"enabled": True}}
 VALUE_SETS = {
     "defaults": {},
     **{path.stem: checks.read_values(path) for path in checks.accelerator_files(CHART)},
     "scaled": checks.scaled(CHART),
     "secret": SECRET,
+    "front-door": FRONT_DOOR,
 }
 
 
@@ -33,6 +36,19 @@ def answers() -> dict:
 
 def dns(name: str) -> str:
     return name.replace("_", "-")
+
+
+def prefix(name: str) -> str:
+    return dns(name).replace("-", "_").upper()
+
+
+def has_ui(data: dict) -> bool:
+    """The project serves the web UI (compose.yaml's `ui` service) unless its spec says megaservice.ui: false."""
+    return data["megaservice"].get("ui", True) is not False
+
+
+def component_of(documents: list[dict], service: str) -> str:
+    return checks.of_kind(documents, "Service")[service]["spec"]["selector"]["app.kubernetes.io/component"]
 
 
 @pytest.fixture(params=sorted(VALUE_SETS), scope="module")
@@ -83,7 +99,67 @@ def test_every_node_has_a_deployment_and_is_wired_into_the_megaservice():
         host = env[f"{prefix}_SERVICE_HOST_IP"]["value"]
         assert services[host]["spec"]["selector"]["app.kubernetes.io/component"] == dns(node["name"])
         assert env[f"{prefix}_SERVICE_PORT"]["value"] == str(node["port"])
-    assert len(checks.of_kind(documents, "Deployment")) == len(data["services"]) + 1
+    assert len(checks.of_kind(documents, "Deployment")) == len(data["services"]) + 1 + has_ui(data)
+
+
+def test_the_ui_reaches_the_megaservice_and_every_node():
+    data = answers()
+    documents = checks.render(CHART, SECRET)
+    uis = [name for name, deployment in checks.of_kind(documents, "Deployment").items()
+           if deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "ui"]
+    if not has_ui(data):
+        assert uis == []
+        return
+    (ui,) = uis
+    container = checks.of_kind(documents, "Deployment")[ui]["spec"]["template"]["spec"]["containers"][0]
+    megaservice = checks.deployment_of(documents, "megaservice")
+    assert container["image"] == megaservice["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert container["args"] == ["python", "-m", "opea_new_runtime.ui"]
+    port = data["megaservice"].get("ui_port", 5173)
+    assert container["ports"][0]["containerPort"] == port
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/health"
+    env = checks.container_env(documents, ui)
+    assert env["UI_PORT"]["value"] == str(port)
+    assert component_of(documents, env["MEGA_SERVICE_HOST_IP"]["value"]) == "megaservice"
+    assert env["MEGA_SERVICE_PORT"]["value"] == str(data["megaservice"]["port"])
+    for node in data["services"]:
+        assert component_of(documents, env[f"{prefix(node['name'])}_SERVICE_HOST_IP"]["value"]) == dns(node["name"])
+        assert env[f"{prefix(node['name'])}_SERVICE_PORT"]["value"] == str(node["port"])
+    reference = env["API_KEYS"]["valueFrom"]["secretKeyRef"]
+    assert reference == checks.container_env(documents, megaservice["metadata"]["name"])["API_KEYS"]["valueFrom"][
+        "secretKeyRef"]
+
+
+def test_the_ingress_is_the_front_door():
+    """Off by default; on: the endpoint to the megaservice, /v1/dataprep/ to dataprep, / to the UI."""
+    data = answers()
+    assert checks.of_kind(checks.render(CHART), "Ingress") == {}
+    documents = checks.render(CHART, FRONT_DOOR)
+    (ingress,) = checks.of_kind(documents, "Ingress").values()
+    routes = {path["path"]: component_of(documents, path["backend"]["service"]["name"])
+              for path in ingress["spec"]["rules"][0]["http"]["paths"]}
+    megaservice = data["megaservice"]
+    assert routes[megaservice["endpoint"]] == "megaservice"
+    if megaservice["protocol"] == "chat":
+        assert routes["/v1/chat/completions"] == routes["/v1/models"] == "megaservice"
+    documents_services = data.get("documents") or []
+    assert routes.get("/v1/dataprep/") == (dns(documents_services[0]) if documents_services else None)
+    assert routes["/"] == ("ui" if has_ui(data) else "megaservice")
+
+
+def test_replicas_are_each_components():
+    """<component>.replicas, as compose.yaml's <NAME>_REPLICAS."""
+    data = answers()
+    keys = [dns(node["name"]) for node in data["services"]]
+    values = {"megaservice": {"replicas": 2}, "services": {key: {"replicas": 3} for key in keys}}
+    if has_ui(data):
+        values["ui"] = {"replicas": 4}
+    documents = checks.render(CHART, values)
+    assert checks.deployment_of(documents, "megaservice")["spec"]["replicas"] == 2
+    for key in keys:
+        assert checks.deployment_of(documents, key)["spec"]["replicas"] == 3
+    if has_ui(data):
+        assert checks.deployment_of(documents, "ui")["spec"]["replicas"] == 4
 
 
 def test_helm_test_calls_the_megaservice():

@@ -51,6 +51,19 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- end -}}
 {{- end -}}
 
+{{/* The web UI's values, when the chart has one (ui.enabled), with the megaservice's image unless ui.image is set;
+an empty dict otherwise. */}}
+{{- define "opea.ui" -}}
+{{- $ui := .Values.ui | default dict -}}
+{{- if $ui.enabled -}}
+{{- $ui = deepCopy $ui -}}
+{{- if not $ui.image }}{{ $_ := set $ui "image" (deepCopy .Values.megaservice.image) }}{{ end -}}
+{{- toYaml $ui -}}
+{{- else -}}
+{{- toYaml dict -}}
+{{- end -}}
+{{- end -}}
+
 {{/* no_proxy of every container: the user's, this machine, and every Service of the release. */}}
 {{- define "opea.noProxy" -}}
 {{- $root := . -}}
@@ -102,10 +115,29 @@ named, which is what an empty value in compose's .env means).
 {{- end }}
 {{- end -}}
 
-{{/* The environment of one container: (dict "root" $ "key" <dns name> "component" <values> "megaservice" bool). */}}
+{{/* The environment of one container: (dict "root" $ "key" <dns name> "component" <values> "megaservice" bool
+"ui" bool). */}}
 {{- define "opea.env" -}}
 {{- $root := .root -}}
-{{- if .megaservice }}
+{{- if .ui }}
+{{- /* The web UI: where it listens, and the megaservice and every node (beside the flow too) at their Services. */}}
+- name: UI_HOST
+  value: "0.0.0.0"
+- name: UI_PORT
+  value: {{ .component.port | toString | quote }}
+- name: MEGA_SERVICE_HOST_IP
+  value: {{ include "opea.componentName" (dict "root" $root "key" "megaservice") | quote }}
+- name: MEGA_SERVICE_PORT
+  value: {{ $root.Values.megaservice.port | toString | quote }}
+{{- range $key, $service := $root.Values.services }}
+- name: {{ printf "%s_SERVICE_HOST_IP" $service.envPrefix }}
+  value: {{ include "opea.componentName" (dict "root" $root "key" $key) | quote }}
+- name: {{ printf "%s_SERVICE_PORT" $service.envPrefix }}
+  value: {{ $service.port | toString | quote }}
+{{- end }}
+- name: LOGFLAG
+  value: {{ $root.Values.logflag | toString | quote }}
+{{- else if .megaservice }}
 - name: MEGA_SERVICE_HOST
   value: "0.0.0.0"
 - name: MEGA_SERVICE_PORT
