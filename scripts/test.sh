@@ -17,7 +17,7 @@ if [ "$#" -gt 0 ]; then
 fi
 
 WAITING_TIERS=(tests/docker tests/update tests/e2e)
-OTHER_TIERS=(tests/unit tests/cli tests/templates tests/runtime tests/swapin)
+OTHER_TIERS=(tests/unit tests/cli tests/templates tests/runtime tests/swapin tests/ui)
 missing=$(comm -23 <(find tests -mindepth 1 -maxdepth 1 -type d ! -name __pycache__ ! -name specs | sort) \
                    <(printf '%s\n' "${WAITING_TIERS[@]}" "${OTHER_TIERS[@]}" | sort))
 if [ -n "$missing" ]; then

@@ -1,3 +1,3 @@
 """opea-new: scaffold OPEA GenAI pipelines from one spec."""
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"

@@ -40,7 +40,7 @@ from tests.conftest import free_ports
 pytestmark = pytest.mark.docker
 
 REPLICAS = 3
-DISCOVERY_TTL = 5.0  # MEGA_SERVICE_DISCOVERY_TTL's default (compose.yaml does not pass the variable)
+DISCOVERY_TTL = 5.0  # MEGA_SERVICE_DISCOVERY_TTL's default (compose.yaml passes it from .env; this one sets none)
 SET_ASIDE = 5.0  # MEGA_SERVICE_SET_ASIDE's default
 LOAD_REQUESTS = 200
 LOAD_CONCURRENCY = 8
@@ -222,7 +222,11 @@ def test_a_killed_replica_loses_no_request_and_is_used_again_once_restarted(scal
     lost = [status for status, _ in results if status != 200]
     assert lost == [], f"{len(lost)} of {LOAD_REQUESTS} requests failed: {lost}"
     assert load_seconds < LOAD_TIMEOUT
-    assert "set_aside" in seen_states, seen_states  # refused, then set aside (before DNS dropped it)
+    # once the megaservice knew, the victim stayed out: set aside (it refused) or gone (Docker's DNS dropped it,
+    # which can come first), never used as healthy again while it was down
+    left_out = [index for index, state in enumerate(seen_states) if state in ("set_aside", "gone")]
+    assert left_out, seen_states
+    assert set(seen_states[left_out[0]:]) <= {"set_aside", "gone"}, seen_states
     killed_state = scaled.engine.docker("inspect", "--format", "{{.State.Status}}", victim).stdout.strip()
     assert killed_state == "exited"  # `docker kill` is a manual stop: restart: unless-stopped leaves it down
     after_kill = {container: scaled.answered(container) - before[container] for container in survivors}

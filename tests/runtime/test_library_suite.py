@@ -32,9 +32,10 @@ def test_the_library_suite_passes_on(runtime, runtime_venvs, tmp_path):
     assert "site-packages" in installed  # the wheel, not a checkout
     # The suite's property tests need hypothesis, which projects themselves do not install; its OpenAI front-door
     # tests need the SDK (a project's requirements-dev.txt pins the same one); its document and store tests need
-    # what a dataprep service pins (requirements.txt) and pgserver, a real PostgreSQL with pgvector.
+    # what a dataprep service pins (requirements.txt) and pgserver, a real PostgreSQL with pgvector; its control
+    # tests need the docker SDK (requirements-dev.txt's pin).
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "hypothesis",
-                    "openai==1.109.1", *DOCUMENT_PINS, "pgserver==0.1.4"],
+                    "openai==1.109.1", "docker==7.2.0", *DOCUMENT_PINS, "pgserver==0.1.4"],
                    capture_output=True, check=True, timeout=300)
     result = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(LIBRARY_TESTS),

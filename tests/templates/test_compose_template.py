@@ -409,6 +409,10 @@ def test_megaservice_finds_every_service_by_dns_name_and_waits_for_it(rendered):
     assert environment["MEGA_SERVICE_HOST"] == "0.0.0.0"
     assert environment["MEGA_SERVICE_PORT"] == str(data["megaservice"]["port"])
     assert environment["MEGA_SERVICE_TIMEOUT"] == "${MEGA_SERVICE_TIMEOUT:-300}"
+    # discovery and set-aside, one variable away (the runtime's defaults, so a project without .env behaves the same)
+    assert environment["MEGA_SERVICE_DISCOVERY_TTL"] == "${MEGA_SERVICE_DISCOVERY_TTL:-5}"
+    assert environment["MEGA_SERVICE_SET_ASIDE"] == "${MEGA_SERVICE_SET_ASIDE:-5}"
+    assert environment["MEGA_SERVICE_SET_ASIDE_MAX"] == "${MEGA_SERVICE_SET_ASIDE_MAX:-60}"
     beside = set(data.get("documents", []))  # beside the flow: the megaservice never calls them
     flow = [spec for spec in data["services"] if spec["name"] not in beside]
     for spec in flow:

@@ -41,7 +41,7 @@ class Release:
 # Every release users may hold, oldest first: each must update to the installed one.
 OLD_RELEASES = (Release("0.1.0", "0dc6579"), Release("0.2.0", "38e3abc"), Release("0.3.0", "686e2d4"),
                 Release("0.4.0", "defea08"), Release("0.5.0", "d98fb14"), Release("0.6.0", "dac9f0e"),
-                Release("0.7.0", "7c60ca0"))
+                Release("0.7.0", "7c60ca0"), Release("0.8.0", "e761b11"))
 FIRST = OLD_RELEASES[0]
 OLD_COMMIT = FIRST.commit
 OLD_VERSION = FIRST.version

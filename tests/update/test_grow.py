@@ -185,6 +185,7 @@ def test_dataprep_added_beside_the_flow_gets_the_front_door_and_the_ui_and_loses
     compose = compose_services(chain)
     assert compose["ui"]["environment"]["DOCS_SERVICE_HOST_IP"] == "docs"
     assert "docs" not in compose["megaservice"]["depends_on"]  # beside the flow: the megaservice never calls it
+    commit_all(chain, "add docs")  # remove-service, like add-service, starts from a clean work tree
 
     result = tier.cli("remove-service", "docs", "--project", chain)
 

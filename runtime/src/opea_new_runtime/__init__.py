@@ -10,4 +10,4 @@
     opea_new_runtime.testing         the pytest fixtures of a project's pipeline tests
 """
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"

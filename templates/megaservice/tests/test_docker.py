@@ -2,9 +2,14 @@
 
 What tests/test_compose.sh does, as pytest tests: `docker compose up --build
 --wait`, then every container's health as the engine reports it, one request
-to each generated microservice and to the megaservice on 127.0.0.1 (where
-compose publishes the ports), the container's logs with any failure, and
-`docker compose down -v` at the end whatever happened.
+to each generated microservice and to the megaservice, requests through the
+front door (nginx, 127.0.0.1:NGINX_PORT) to the pipeline and to its web UI
+(when it has one),
+the container's logs with any failure, and `docker compose down -v` at the end
+whatever happened. Like tests/test_compose.sh it adds compose.ports.yaml (every
+service on its own 127.0.0.1 port) unless COMPOSE_FILE, in the environment or in
+.env, says otherwise; a service that is not published is called from inside its
+own container. With API_KEYS set (environment or .env), requests carry the first key.
 
     python -m pytest -m docker tests/test_docker.py
 
@@ -17,6 +22,7 @@ compose.yaml names; WAIT_TIMEOUT and REQUEST_TIMEOUT are in seconds.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -84,9 +90,18 @@ def engine():
     client.close()
 
 
+def setting(name: str, default: str = "") -> str:
+    """A compose variable as compose reads it: the environment first, then .env."""
+    return os.environ.get(name) or dotenv().get(name) or default
+
+
+def compose_files() -> str:
+    return setting("COMPOSE_FILE", "compose.yaml:compose.ports.yaml")
+
+
 def compose(project: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*compose_command(), "--project-name", project, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env={**os.environ, "COMPOSE_FILE": compose_files()})
 
 
 def project_name() -> str:
@@ -128,23 +143,79 @@ def stack(engine):
         compose(project, "down", "--volumes", "--remove-orphans", "--timeout", "10", timeout=300)
 
 
+def api_key() -> str:
+    """The first of API_KEYS (empty: access is open)."""
+    return next(iter(setting("API_KEYS").replace(",", " ").split()), "")
+
+
 @pytest.fixture(scope="module")
 def client():
-    with httpx.Client(timeout=REQUEST_TIMEOUT, trust_env=False) as session:
+    headers = {"Authorization": f"Bearer {api_key()}"} if api_key() else {}
+    with httpx.Client(timeout=REQUEST_TIMEOUT, trust_env=False, headers=headers) as session:
         yield session
 
 
+def front_door(path: str) -> str:
+    return f"http://127.0.0.1:{setting('NGINX_PORT', '80')}{path}"
+
+
+def published(container, port: int) -> bool:
+    bound = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp")
+    return bool(bound)
+
+
+# Run inside a container: one request to its own 127.0.0.1, the answer's status and body as JSON on stdout.
+INSIDE = """
+import json, sys, urllib.error, urllib.request as r
+url, body, key = sys.argv[1], sys.argv[2], sys.argv[3]
+request = r.Request(url, data=body.encode() if body else None, headers={"Content-Type": "application/json"})
+if key:
+    request.add_header("Authorization", "Bearer " + key)
+try:
+    answer = r.build_opener(r.ProxyHandler({})).open(request, timeout=float(sys.argv[4]))
+    status, text = answer.status, answer.read().decode()
+except urllib.error.HTTPError as error:
+    status, text = error.code, error.read().decode()
+print(json.dumps({"status": status, "text": text}))
+"""
+
+
+def call(client: httpx.Client, engine, project: str, service: str, port: int, path: str,
+         payload: dict | None = None) -> tuple[int, str]:
+    """One request to a service on its own port: from here where it is published, else inside its container."""
+    container = containers(engine, project)[service]
+    if published(container, port):
+        url = f"http://127.0.0.1:{port}{path}"
+        answer = client.post(url, json=payload) if payload is not None else client.get(url)
+        return answer.status_code, answer.text
+    result = container.exec_run(["python", "-c", INSIDE, f"http://127.0.0.1:{port}{path}",
+                                 json.dumps(payload) if payload is not None else "", api_key(),
+                                 str(REQUEST_TIMEOUT)])
+    if result.exit_code != 0:
+        pytest.fail(f"{service}: {path} did not answer inside its container: {result.output.decode()[-2000:]}\n"
+                    f"{logs(container)}", pytrace=False)
+    answer = json.loads(result.output.decode().strip().splitlines()[-1])
+    return answer["status"], answer["text"]
+
+
+def answered(engine, project: str, service: str, what: str, status: int, text: str) -> dict:
+    """The JSON of a 200 answer; any other outcome fails with the container's logs."""
+    if status != 200:
+        container = containers(engine, project).get(service)
+        pytest.fail(f"{service}: HTTP {status} from {what}: {text[:500]}\n{logs(container) if container else ''}",
+                    pytrace=False)
+    return json.loads(text)
+
+
 def post(client: httpx.Client, engine, project: str, service: str, url: str, payload: dict) -> httpx.Response:
-    """POST and return the 200 answer; any other outcome fails with the container's logs."""
+    """POST from here and return the 200 answer; any other outcome fails with the container's logs."""
     container = containers(engine, project).get(service)
     try:
         answer = client.post(url, json=payload)
     except httpx.HTTPError as error:
         pytest.fail(f"{service}: {url} did not answer: {error!r}\n{logs(container) if container else ''}",
                     pytrace=False)
-    if answer.status_code != 200:
-        pytest.fail(f"{service}: HTTP {answer.status_code} from {url}: {answer.text[:500]}\n"
-                    f"{logs(container) if container else ''}", pytrace=False)
+    answered(engine, project, service, url, answer.status_code, answer.text)
     return answer
 
 
@@ -164,10 +235,14 @@ def dotenv() -> dict[str, str]:
 # ---------------------------------------------------------------- the tests
 
 
+def expected_services() -> set[str]:
+    names = {service.dns_name for service in PIPELINE.nodes} | {"megaservice", "nginx"}
+    return names | ({"ui"} if MEGASERVICE.ui_port is not None else set())
+
+
 def test_every_service_runs_healthy(engine, stack):
-    expected = {service.dns_name for service in PIPELINE.nodes} | {"megaservice"}
     running = containers(engine, stack)
-    assert set(running) == expected, all_logs(engine, stack)
+    assert set(running) == expected_services(), all_logs(engine, stack)
     for name, container in running.items():
         container.reload()
         state = container.attrs["State"]
@@ -176,12 +251,17 @@ def test_every_service_runs_healthy(engine, stack):
 
 
 def test_ports_are_published_on_the_publish_address(engine, stack):
-    address = os.environ.get("PUBLISH_ADDRESS") or dotenv().get("PUBLISH_ADDRESS") or "127.0.0.1"
+    """The front door always; every other service on its own port only with compose.ports.yaml."""
+    address = setting("PUBLISH_ADDRESS", "127.0.0.1")
     ports = {service.dns_name: service.port for service in PIPELINE.nodes}
-    ports["megaservice"] = MEGASERVICE.port
+    ports.update(megaservice=MEGASERVICE.port, ui=MEGASERVICE.ui_port, nginx=int(setting("NGINX_PORT", "80")))
+    with_ports = "compose.ports.yaml" in compose_files()
     for name, container in containers(engine, stack).items():
         published = container.attrs["NetworkSettings"]["Ports"]
         bindings = [binding for bound in published.values() if bound for binding in bound]
+        if name != "nginx" and not with_ports:
+            assert bindings == [], (name, published)
+            continue
         # 0.0.0.0 (every interface) also binds IPv6's "::" on a dual-stack engine
         allowed = {address, "::"} if address == "0.0.0.0" else {address}
         assert address in {binding["HostIp"] for binding in bindings}, (name, published)
@@ -190,7 +270,7 @@ def test_ports_are_published_on_the_publish_address(engine, stack):
 
 
 def test_generated_containers_do_not_run_as_root(engine, stack):
-    generated = {service.dns_name for service in GENERATED} | {"megaservice"}
+    generated = {service.dns_name for service in GENERATED} | {"megaservice", "ui"}
     for name, container in containers(engine, stack).items():
         if name in generated:
             assert container.attrs["Config"]["User"] not in ("", "root", "0"), name
@@ -199,13 +279,11 @@ def test_generated_containers_do_not_run_as_root(engine, stack):
 @pytest.mark.parametrize("service", GENERATED, ids=[service.name for service in GENERATED])
 def test_each_generated_microservice_answers(engine, stack, client, service):
     payload, key = REQUESTS.get(service.type, PASSTHROUGH)
-    answer = post(client, engine, stack, service.dns_name, f"http://127.0.0.1:{service.port}{service.endpoint}",
-                  payload)
-    assert key in answer.json(), answer.text
+    status, text = call(client, engine, stack, service.dns_name, service.port, service.endpoint, payload)
+    assert key in answered(engine, stack, service.dns_name, service.endpoint, status, text), text
 
 
-def test_the_megaservice_answers(engine, stack, client):
-    url = f"http://127.0.0.1:{MEGASERVICE.port}{MEGASERVICE.endpoint}"
+def ask(client, engine, stack, url: str) -> None:
     if MEGASERVICE.protocol == "chat":
         answer = post(client, engine, stack, "megaservice", url, {"messages": QUESTION, "stream": False})
         content = answer.json()["choices"][0]["message"]["content"]
@@ -215,8 +293,27 @@ def test_the_megaservice_answers(engine, stack, client):
         assert isinstance(answer.json(), dict), answer.text
 
 
+def test_the_megaservice_answers_through_the_front_door(engine, stack, client):
+    ask(client, engine, stack, front_door(MEGASERVICE.endpoint))
+
+
+def test_the_megaservice_answers_on_its_own_port(engine, stack, client):
+    payload = {"messages": QUESTION, "stream": False} if MEGASERVICE.protocol == "chat" else {"text": "hello"}
+    status, text = call(client, engine, stack, "megaservice", MEGASERVICE.port, MEGASERVICE.endpoint, payload)
+    assert isinstance(answered(engine, stack, "megaservice", MEGASERVICE.endpoint, status, text), dict), text
+
+
 def test_the_megaservice_reports_its_health(engine, stack, client):
     for path in ("/v1/health_check", "/v1/health", "/health"):
-        answer = client.get(f"http://127.0.0.1:{MEGASERVICE.port}{path}")
-        assert answer.status_code == 200, (path, answer.text)
+        status, text = call(client, engine, stack, "megaservice", MEGASERVICE.port, path)
+        assert status == 200, (path, text)
 
+
+def test_the_front_door_serves_the_web_ui_or_the_megaservice(engine, stack, client):
+    answer = client.get(front_door("/"))
+    if MEGASERVICE.ui_port is None:  # no UI: / is the megaservice's, which has no page there
+        assert answer.status_code == 404, answer.text
+        return
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/html"), answer.headers
+    assert MEGASERVICE.name in answer.text, answer.text[:500]
