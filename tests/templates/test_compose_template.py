@@ -115,7 +115,12 @@ DOCUMENTS = {**answers("docqna", [
     service("dataprep", "dataprep", 6007, "/v1/dataprep/ingest"),
 ], runtime="lite"), "documents": ["dataprep"]}
 
+# Instance management (`megaservice.control: true`): the control service and its socket proxy.
+CONTROL = {**IMAGE_SERVICE, "name": "managed",
+           "megaservice": {**IMAGE_SERVICE["megaservice"], "endpoint": "/v1/managed", "control": True}}
+
 ANSWER_SETS = {
+    "control": CONTROL,
     "chatqna_real": CHATQNA_REAL,
     "documents": DOCUMENTS,
     "tgi": TGI,
@@ -238,6 +243,8 @@ def test_every_service_has_a_python_healthcheck_on_its_own_port(rendered):
     ports["megaservice"] = data["megaservice"]["port"]
     if has_ui(data):
         ports["ui"] = ui_port(data)
+    if data["megaservice"].get("control"):  # instance management: the control service and its socket proxy
+        ports.update({"control": 9900, "docker-proxy": 2375})
     store = {"pgvector"} if data.get("documents") else set()  # the documents' server (profile pgvector)
     assert set(services) == set(ports) | store | {"nginx"}
     servers = {dns(s["name"]) for s in data["services"] if s.get("server")}
@@ -255,7 +262,8 @@ def test_every_service_has_a_python_healthcheck_on_its_own_port(rendered):
             continue
         assert check["test"][:3] == ["CMD", "python", "-c"], name
         # the megaservice is healthy when it is ready (every node answers); a service when it is alive
-        path = {"megaservice": "/v1/health/ready", "ui": "/v1/health"}.get(name, "/v1/health_check")
+        path = {"megaservice": "/v1/health/ready", "ui": "/v1/health",
+                "docker-proxy": "/_ping"}.get(name, "/v1/health_check")  # the proxy's: Docker's own, through it
         assert check["test"][-1] == f"http://127.0.0.1:{ports[name]}{path}", name
         assert {"interval", "timeout", "retries", "start_period"} <= set(check), name
 
@@ -289,7 +297,8 @@ def test_ports_bind_localhost_unless_publish_address_is_set(rendered):
         result = run(config, project, environment, unset=("PUBLISH_ADDRESS",))
         assert result.returncode == 0, result.stderr
         for name, definition in json.loads(result.stdout)["services"].items():
-            if name == "pgvector":  # the documents' server is never published
+            # never published: the documents' server; control (through the front door only) and its socket proxy
+            if name in ("pgvector", "control", "docker-proxy"):
                 assert "ports" not in definition
                 continue
             assert {port["host_ip"] for port in definition["ports"]} == {expected}, name
@@ -368,7 +377,7 @@ def test_no_image_the_project_builds_wears_opea_names(rendered):
     for name, definition in services.items():
         if name in published:
             assert definition["image"] == published[name] and "build" not in definition, name
-        elif name == "ui":  # the megaservice's image, serving the pages instead
+        elif name in ("ui", "control", "docker-proxy"):  # the megaservice's image, running another module
             assert definition["image"] == services["megaservice"]["image"] and "build" not in definition
         else:
             assert "build" in definition, name
@@ -390,7 +399,7 @@ def test_registry_and_tag_override_the_built_images_only(rendered):
     for name, definition in services.items():
         if name in published:
             assert definition["image"] == published[name], name
-        elif name == "ui":
+        elif name in ("ui", "control", "docker-proxy"):
             assert definition["image"] == f"registry.example.com/team/{project_name}:1.2"
         elif name != "megaservice":
             assert definition["image"] == f"registry.example.com/team/{project_name}-{name}:1.2", name
@@ -501,6 +510,8 @@ def test_every_service_carries_proxies_and_no_proxy_lists_every_service(rendered
     data, project = rendered
     services = compose_file(project)["services"]
     names = {"megaservice", "localhost", "127.0.0.1"} | {dns(s["name"]) for s in data["services"]}
+    if data["megaservice"].get("control"):
+        names |= {"control", "docker-proxy"}  # control calls Docker at docker-proxy: never through a proxy
     for name, definition in services.items():
         if name in ("pgvector", "nginx"):  # a database calls nothing; the front door only the project's services
             continue
@@ -514,7 +525,8 @@ def test_every_service_carries_proxies_and_no_proxy_lists_every_service(rendered
 
 def test_env_example_covers_every_interpolated_variable(rendered):
     _, project = rendered
-    interpolated = set(INTERPOLATED.findall((project / "compose.yaml").read_text()))
+    # COMPOSE_PROJECT_NAME: compose's own, the project's name (`--project-name`), not one to set in .env
+    interpolated = set(INTERPOLATED.findall((project / "compose.yaml").read_text())) - {"COMPOSE_PROJECT_NAME"}
     keys = env_example_keys(project)
     assert set(keys) == interpolated
     assert keys["PUBLISH_ADDRESS"] == "127.0.0.1"
@@ -627,7 +639,9 @@ def test_compose_script_calls_every_generated_service_and_the_megaservice(render
     urls = [url for url in urls if url not in front_door]
     assert urls and all(url.startswith("http://127.0.0.1:") for url in urls)
     for spec in data["services"]:
-        url = f"http://127.0.0.1:{spec['port']}{spec['endpoint']}"
+        # dataprep ingests files (multipart): the script checks its listing instead
+        path = "/v1/dataprep/get" if spec["type"].lower() == "dataprep" else spec["endpoint"]
+        url = f"http://127.0.0.1:{spec['port']}{path}"
         assert (url in urls) == (spec["image"] is None), spec["name"]
     mega = data["megaservice"]
     assert f"http://127.0.0.1:{mega['port']}{mega['endpoint']}" in urls
@@ -962,3 +976,52 @@ def test_whole_project_make_test_leaves_the_docker_tests_out(whole_project, whol
     assert "test_docker.py::" not in by_default and "deselected" in by_default, by_default
     on_request = collect("-m", "docker")
     assert "test_docker.py::test_every_service_runs_healthy" in on_request, on_request
+
+
+# ---------------------------------------------------------------- instance management (megaservice.control)
+
+
+def test_control_and_its_socket_proxy_only_when_asked(rendered):
+    data, project = rendered
+    services = compose_file(project)["services"]
+    wanted = data["megaservice"].get("control", False)
+    assert ("control" in services) == wanted and ("docker-proxy" in services) == wanted
+    routes = (project / "deploy" / "nginx" / "default.conf").read_text()
+    assert ("location /v1/instances/ {" in routes) == wanted
+    assert ("CONTROL_MAX_INSTANCES=5" in (project / ".env.example").read_text()) == wanted
+
+
+def test_only_the_socket_proxy_holds_the_docker_socket_on_an_internal_network(tmp_path):
+    project = render(CONTROL, tmp_path)
+    compose = compose_file(project)
+    services = compose["services"]
+    mounting = [name for name, definition in services.items()
+                if any("docker.sock" in volume for volume in definition.get("volumes", []))]
+    assert mounting == ["docker-proxy"]
+    assert services["docker-proxy"]["volumes"] == ["${DOCKER_SOCKET:-/var/run/docker.sock}:/var/run/docker.sock"]
+    assert services["docker-proxy"]["networks"] == ["docker-api"]
+    assert "ports" not in services["docker-proxy"] and "ports" not in services["control"]
+    assert compose["networks"]["docker-api"] == {"internal": True}
+    assert services["control"]["networks"] == ["default", "docker-api"]
+    assert not [name for name, definition in services.items()
+                if name not in ("control", "docker-proxy") and "networks" in definition]  # the rest: default only
+    for definition in services.values():
+        assert not definition.get("privileged") and "cap_add" not in definition and "network_mode" not in definition
+
+
+def test_control_launches_every_service_from_its_own_image_and_needs_a_key(tmp_path):
+    project = render(CONTROL, tmp_path)
+    services = compose_file(project)["services"]
+    environment = services["control"]["environment"]
+    launchable = dict(entry.split("=", 1) for entry in environment["CONTROL_SERVICES"].split(","))
+    images = {name: definition["image"] for name, definition in services.items()}
+    assert launchable == {dns(spec["name"]): images[dns(spec["name"])] for spec in CONTROL["services"]}
+    assert launchable["embedding"] == "opea/embedding:1.5"  # a published image is launched as compose runs it
+    assert environment["DOCKER_HOST"] == "tcp://docker-proxy:2375"  # never the socket itself
+    assert environment["API_KEYS"] == "${API_KEYS:-}"  # it refuses to start without one (the runtime's check)
+    assert environment["CONTROL_PROJECT"] == "${COMPOSE_PROJECT_NAME:-managed}"
+    assert services["docker-proxy"]["environment"]["PROXY_PROJECT"] == "${COMPOSE_PROJECT_NAME:-managed}"
+    assert services["control"]["command"] == ["python", "-m", "opea_new_runtime.control"]
+    assert services["docker-proxy"]["command"] == ["python", "-m", "opea_new_runtime.control.socket_proxy"]
+    routes = (project / "deploy" / "nginx" / "default.conf").read_text()
+    assert "location = /v1/models/available {" in routes and "set $control control:9900;" in routes

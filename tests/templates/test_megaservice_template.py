@@ -529,6 +529,16 @@ def test_a_pipeline_without_a_web_ui_has_no_ui_port_tests_nor_jinja(tmp_path):
     assert "jinja2" not in (project / "megaservice" / "requirements.txt").read_text()
 
 
+def test_instance_management_adds_the_docker_sdk_to_the_megaservice_image(tmp_path):
+    """The control service and its socket proxy run on the megaservice's image (compose.yaml): it carries the SDK."""
+    data = with_runtime(CHAIN, "lite")
+    project = render({**data, "megaservice": {**data["megaservice"], "control": True}}, tmp_path / "p")
+    pins = [line for line in (project / "megaservice" / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert pins[-1] == "docker==7.2.0"
+    assert "docker==" not in (render(data, tmp_path / "without") / "megaservice" / "requirements.txt").read_text()
+
+
 def test_the_web_ui_listens_on_the_spec_port(tmp_path):
     data = with_runtime(CHAIN, "comps")
     project = render({**data, "megaservice": {**data["megaservice"], "ui": True, "ui_port": 7001}}, tmp_path / "p")

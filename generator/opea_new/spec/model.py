@@ -139,6 +139,9 @@ class MegaserviceSpec(_Strict):
     ui: StrictBool | None = Field(None, description="Serve a web UI for the pipeline (`make run`, compose's front "
                                                     "door, the chart). Default true.")
     ui_port: Port | None = Field(None, description="The UI's port. Default 5173 (OPEA's UI port).")
+    control: StrictBool | None = Field(None, description="Add the instance-management service to compose "
+                                                         "(launch and stop instances through the Docker API; "
+                                                         "needs API_KEYS). Default false.")
 
 
 class PipelineSpec(_Strict):

@@ -19,7 +19,8 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]*")
 MAX_LENGTH = 63  # a DNS label
 # Compose services every project has: a node of the same name would clash with them.
 RESERVED = {"megaservice": "the megaservice's own service", "ui": "the web UI's service",
-            "nginx": "the front door's service"}
+            "nginx": "the front door's service", "control": "the instance-management service",
+            "docker-proxy": "the instance-management service's Docker socket proxy"}
 
 
 def dns_name(name: str) -> str:

@@ -62,6 +62,7 @@ class Megaservice:
     endpoint: str
     protocol: str  # chat | raw
     ui_port: int | None = DEFAULT_UI_PORT  # None: no web UI (the spec's `ui: false`)
+    control: bool = False  # the opt-in instance-management service in compose (the spec's `control: true`)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class Pipeline:
             description=spec.description or "",
             runtime=spec.runtime or "comps",
             megaservice=Megaservice(mega_port, (mega.endpoint if mega else None) or f"/v1/{spec.name}", protocol,
-                                    ui_port),
+                                    ui_port, bool(mega and mega.control)),
             services=tuple(services),
             graph=graph,
         )
@@ -141,8 +142,18 @@ class Pipeline:
         }
 
     def _ui_answers(self) -> dict[str, Any]:
+        """Only what differs from the templates' defaults (a UI on 5173, no control): the answers of a project
+        that keeps them stay as they were before these fields existed, so a plain `copier update` of an older
+        project arrives at the same answers file as a fresh one."""
         ui_port = self.megaservice.ui_port
-        return {"ui": False} if ui_port is None else {"ui": True, "ui_port": ui_port}
+        answers: dict[str, Any] = {}
+        if ui_port is None:
+            answers["ui"] = False
+        elif ui_port != DEFAULT_UI_PORT:
+            answers["ui_port"] = ui_port
+        if self.megaservice.control:
+            answers["control"] = True
+        return answers
 
     # ------------------------------------------------------------ questions
 

@@ -116,7 +116,7 @@ def _unwritable(text: str) -> str | None:
 
 _FIELDS = {
     (): PipelineSpec.model_fields,
-    ("megaservice",): {"port", "endpoint", "protocol", "ui", "ui_port"},
+    ("megaservice",): {"port", "endpoint", "protocol", "ui", "ui_port", "control"},
     ("services", int): {"name", "type", "port", "endpoint", "image", "server", "model"},
     ("flow", int): {"service", "next"},
     ("flow", int, "next", int): {"service", "condition"},
