@@ -27,13 +27,15 @@ def answer(child: pexpect.spawn, prompt: str, reply: str) -> None:
     child.sendline(reply)
 
 
-def generate_with_the_megaservice_defaults(child: pexpect.spawn) -> None:
-    """The megaservice's questions at their defaults, then yes at the summary, to the end of the session."""
+def generate_with_the_megaservice_defaults(child: pexpect.spawn, *, ui: bool = True) -> None:
+    """The megaservice's questions at their defaults (`ui=False`: no web UI), then yes at the summary, to the end
+    of the session."""
     answer(child, "Port", "")
     answer(child, "Endpoint", "")
     answer(child, "Protocol", "")
-    answer(child, "Web UI", "")
-    answer(child, "UI port", "")
+    answer(child, "Web UI", "" if ui else "n")
+    if ui:
+        answer(child, "UI port", "")
     child.expect("flowchart LR")
     answer(child, "Generate", "y")
     child.expect("Generated")
@@ -80,7 +82,9 @@ def test_interactive_session_builds_a_fan_out_pipeline(tmp_path):
     assert answers["flow"] == [{"service": "embedding", "next": [{"service": "guard_in", "condition": "success"},
                                                                   {"service": "llm", "condition": "success"}]}]
     assert answers["megaservice"]["protocol"] == "chat"
-    assert (answers["megaservice"]["ui"], answers["megaservice"]["ui_port"]) == (True, 5173)
+    # the web UI at its default port: the answers keep only what differs from the templates' defaults
+    assert not {"ui", "ui_port", "control"} & set(answers["megaservice"])
+    assert "ui_port=5173," in (tmp_path / "asked" / "megaservice" / "pipeline.py").read_text()
 
 
 def test_declining_at_the_summary_writes_nothing(tmp_path):
@@ -112,14 +116,7 @@ def test_a_pipeline_without_a_web_ui(tmp_path):
     _services(child)
     answer(child, r"Service 3 name \(empty finishes\)", "")
     answer(child, "a chain in the order above", "")
-    answer(child, "Port", "")
-    answer(child, "Endpoint", "")
-    answer(child, "Protocol", "")
-    answer(child, "Web UI", "n")
-    answer(child, "Generate", "y")
-    child.expect("Generated")
-    child.expect(pexpect.EOF)
-    child.close()
+    generate_with_the_megaservice_defaults(child, ui=False)
 
     assert child.exitstatus == 0
     answers = yaml.safe_load((tmp_path / "asked" / ".copier-answers.yml").read_text())
@@ -226,15 +223,7 @@ def test_embedding_rerank_and_llm_may_be_model_servers_with_their_models(tmp_pat
     answer(child, "Endpoint of llm", "")
     answer(child, r"Service 5 name \('\.' finishes\)", ".")  # the suggestion is dataprep: '.' declines it
     answer(child, "a chain in the order above", "")
-    answer(child, "Port", "")
-    answer(child, "Endpoint", "")
-    answer(child, "Protocol", "")
-    answer(child, "Web UI", "")
-    answer(child, "UI port", "")
-    answer(child, "Generate", "y")
-    child.expect("Generated")
-    child.expect(pexpect.EOF)
-    child.close()
+    generate_with_the_megaservice_defaults(child)
 
     assert child.exitstatus == 0
     answers = yaml.safe_load((tmp_path / "served" / ".copier-answers.yml").read_text())
