@@ -50,7 +50,7 @@ COMMON_FILES = {
     ".copier-answers.yml", ".dockerignore", ".gitignore", ".github/workflows/ci.yml", "Dockerfile", "Makefile",
     "README.md", "pyproject.toml", "requirements-dev.txt", WHEEL,
     "tests/conftest.py", "tests/test_docker.py", "tests/test_pipeline.py", "tests/test_security.py",
-    "tests/test_wiring.py", "tests/test_ui.py",
+    "tests/test_wiring.py", "tests/test_ui.py", "tests/test_browser.py", "requirements-browser.txt",
     *(f"megaservice/{name}" for name in ("__init__.py", "__main__.py", "hooks.py", "pipeline.py", "requirements.txt")),
 }
 RUNTIME_NAMES = ("Megaservice", "ServiceOrchestrator", "ServiceType", "remote_service")
@@ -525,7 +525,8 @@ def test_a_pipeline_without_a_web_ui_has_no_ui_port_tests_nor_jinja(tmp_path):
     data = with_runtime(CHAIN, "lite")
     project = render({**data, "megaservice": {**data["megaservice"], "ui": False}}, tmp_path / "p")
     assert read_pipeline(project).megaservice["ui_port"] is None
-    assert set(files_of(project)) == COMMON_FILES - {"tests/test_ui.py"}
+    assert set(files_of(project)) == COMMON_FILES - {"tests/test_ui.py", "tests/test_browser.py",
+                                                     "requirements-browser.txt"}
     assert "jinja2" not in (project / "megaservice" / "requirements.txt").read_text()
 
 

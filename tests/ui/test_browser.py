@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.ui.conftest import CHROMIUM, clean_environment
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -327,3 +330,19 @@ def test_api_key_dialog(guarded, page, screenshots):
     page.get_by_role("button", name="Send").click()
     page.locator('#answer [data-terminal="joiner"]').wait_for(timeout=WAIT)
     assert not dialog.is_visible()
+
+
+# ---------------------------------------------------------------- the projects' own browser tests
+
+
+@pytest.mark.parametrize(("which", "expected"), [("docqna", 4), ("fan", 3)])
+def test_the_projects_own_browser_tests_pass(which, expected, request, lite_venv):
+    """`make browser`, as a project's README says: its requirements-browser.txt (Playwright), then its
+    tests/test_browser.py on its own stack, in this machine's Chromium; the chat or raw page and, with dataprep,
+    the documents page, each only where the project has it (nothing skipped)."""
+    running = request.getfixturevalue(which)
+    result = subprocess.run(["make", "browser", f"VENV={lite_venv}"], cwd=running.root, capture_output=True,
+                            text=True, timeout=600, env=clean_environment(CHROMIUM=CHROMIUM))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert f"{expected} passed" in output and "skipped" not in output and "failed" not in output, output[-2000:]
