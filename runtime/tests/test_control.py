@@ -484,6 +484,9 @@ def test_a_launch_copies_compose_instance_and_skips_one_offs(recorder):
     (lambda recorder: recorder.add("demo-llm-1", compose(), state="exited"), "no instance of llm is running"),
     (lambda recorder: recorder.add("demo-llm-1", compose(project="other")), "no instance of llm is running"),
     (lambda recorder: recorder.add("demo-llm-1", compose(), networks=("host",)), "on no network of the project"),
+    (lambda recorder: recorder.attrs[recorder.add("demo-llm-1", compose())].update(
+        Mounts=[{"Type": "volume", "Name": "demo_documents", "Destination": "/data"}]),
+     "keeps data in /data, which a launched instance would not have"),
     (lambda recorder: recorder.images_present.clear() or recorder.add("demo-llm-1", compose()),
      "is not on the Docker engine: build it first"),
 ])

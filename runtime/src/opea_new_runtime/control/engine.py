@@ -254,6 +254,11 @@ class DockerEngine:
         client = self.client()
         with self.translated():
             template = self._template(client, service)
+            mounts = [str(mount.get("Destination", "?")) for mount in template.get("Mounts") or []]
+            if mounts:  # a copy would run without them: a retriever with an empty store, say
+                raise CannotLaunch(f"{template['Name'].lstrip('/')} keeps data in {', '.join(mounts)}, which a "
+                                   "launched instance would not have (control copies no volumes): scale "
+                                   f"{service} with compose instead (`docker compose up --scale {service}=N`)")
             networks = [name for name in (template.get("NetworkSettings") or {}).get("Networks") or {}]
             usable = [name for name in networks if name not in FORBIDDEN_NETWORKS]
             if not usable:
