@@ -804,11 +804,17 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def free_port_environment(data: dict[str, Any]) -> tuple[int, dict[str, str]]:
-    """Free ports for every service and the megaservice, as the runner reads them: (megaservice port, env)."""
-    *ports, mega_port = free_ports(len(data["services"]) + 1)
+    """Free ports for every service, the megaservice and the web UI, as the runner reads them:
+    (megaservice port, env)."""
+    *ports, mega_port, ui_port = free_ports(len(data["services"]) + 2)
     addresses = {f"{prefix(spec['name'])}_SERVICE_PORT": str(port)
                  for spec, port in zip(data["services"], ports, strict=True)}
-    return mega_port, clean_environment(MEGA_SERVICE_PORT=str(mega_port), **addresses)
+    return mega_port, clean_environment(MEGA_SERVICE_PORT=str(mega_port), UI_PORT=str(ui_port), **addresses)
+
+
+def processes_of(data: dict[str, Any]) -> int:
+    """What the runner starts: every service, the megaservice and (unless `ui: false`) the web UI."""
+    return len(data["services"]) + 1 + (data["megaservice"].get("ui", True) is not False)
 
 
 def start_runner(project: Path, venv: Path, environment: dict[str, str]) -> subprocess.Popen:
@@ -870,7 +876,7 @@ def test_runner_serves_and_stops_on_sigterm(key, tmp_path, venvs):
         url = f"http://127.0.0.1:{mega_port}{data['megaservice']['endpoint']}"
         assert url in banner and "curl -s" in banner
         children = children_of(process.pid)
-        assert len(children) == len(data["services"]) + 1
+        assert len(children) == processes_of(data)
         with httpx.Client(timeout=30, trust_env=False) as client:
             if data["megaservice"]["protocol"] == "chat":
                 answer = client.post(url, json={"messages": "What is OPEA?"})
@@ -966,7 +972,7 @@ def test_runner_children_do_not_outlive_a_killed_runner(tmp_path, venvs):
     try:
         wait_for_output(process, "Ctrl-C stops everything", timeout=120)
         children = children_of(process.pid)
-        assert len(children) == len(data["services"]) + 1
+        assert len(children) == processes_of(data)
         process.kill()
         process.wait()
         deadline = time.monotonic() + 20
